@@ -53,7 +53,11 @@ def decode_model(data: bytes, registry: Any = None) -> Learner:
     The algorithm is looked up by name in ``registry`` (default: the installed plugins), which
     must know the state's version.
     """
-    state = decode_state(data)
+    return model_from_state(decode_state(data), registry)
+
+
+def model_from_state(state: ModelState, registry: Any = None) -> Learner:
+    """Build the model a decoded state record describes, checking its algorithm and version."""
     if registry is None:
         from oml.registry import default_registry
 

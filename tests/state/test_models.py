@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from oml import StateError
+from oml.registry import default_registry
+from oml.state.models import ModelStore
+
+
+def test_changes_are_coalesced_and_round_trip_with_bookkeeping():
+    store = ModelStore(default_registry().create("pa"))
+    rows = store.rows_for(0, ["a", "b", "a"])
+    assert rows[0] == rows[2] != rows[1]
+    cols = store.bank.columns(["x"])
+    X = np.zeros((2, len(store.bank.features)))
+    X[:, cols[0]] = [1.0, -1.0]
+    for _ in range(100):
+        store.bank.learn(rows[:2], X, [True, False])
+        store.mark_dirty(0, ["a", "b"])
+    store.learned_offset[rows[0]] = 41
+    changes = store.take_changes(0)
+    assert [key for key, _ in changes] == ["a", "b"]  # a hundred updates, one write each
+    assert store.take_changes(0) == []
+
+    other = ModelStore(default_registry().create("pa"))
+    other.load(3, "a", changes[0][1])
+    assert other.learned_offset[other.rows["a"]] == 41
+    assert other.model("a").export_state() == store.model("a").export_state()
+
+
+def test_drop_partition_forgets_its_keys():
+    store = ModelStore(default_registry().create("pa"))
+    store.rows_for(0, ["a"])
+    store.rows_for(1, ["b"])
+    store.drop_partition(0)
+    assert list(store.rows) == ["b"]
+
+
+def test_undecodable_state_raises():
+    store = ModelStore(default_registry().create("pa"))
+    with pytest.raises(StateError):
+        store.load(0, "a", b"garbage")
