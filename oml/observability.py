@@ -1,0 +1,610 @@
+"""Prometheus metrics and the health / readiness HTTP endpoint.
+
+:class:`ServiceMetrics` holds every metric of one service on its own
+:class:`~prometheus_client.CollectorRegistry` (never the process-global one), so a test
+can build many services in one process. The loop updates it once per batch::
+
+    metrics = ServiceMetrics()
+    with HealthServer(9100, metrics):
+        metrics.restore_started(0)
+        metrics.add_restored(0, 500)
+        metrics.restore_finished(0)
+        metrics.set_ready(True)
+        while running:
+            metrics.heartbeat()
+            ...  # poll, predict, learn
+            metrics.record_batch(
+                seconds=elapsed,
+                events={"unlabeled": 412, "feedback": 88},
+                predicted=412,
+                learned=88,
+                event_latencies=latencies,
+            )
+
+:class:`HealthServer` serves ``/metrics``, ``/healthz`` and ``/readyz`` from a daemon
+thread.
+
+Examples:
+    >>> m = ServiceMetrics(process_metrics=False)
+    >>> m.record_batch(seconds=0.004, events={"unlabeled": 3}, predicted=3)
+    >>> m.dead_letter("decode_error")
+    >>> s = m.snapshot()
+    >>> s["events"]["unlabeled"], s["events"]["dead_letter"], s["predicted"], s["batches"]
+    (3, 1, 3, 1)
+    >>> m.is_ready
+    False
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import metadata
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+__all__ = [
+    "EVENT_KINDS",
+    "LATENCY_BUCKETS",
+    "BatchHistogram",
+    "HealthServer",
+    "ServiceMetrics",
+]
+
+log = structlog.get_logger()
+
+#: Upper bounds (seconds) of the latency histograms: 100 µs to 10 s, about 1-2.5-5 per decade.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005,
+    0.001, 0.0025, 0.005,
+    0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+#: Event kinds exported at 0 from the start (any other kind string also works).
+EVENT_KINDS: tuple[str, ...] = ("unlabeled", "feedback", "dead_letter")
+
+
+class BatchHistogram(Collector):
+    """A Prometheus histogram that takes a whole batch of observations in one call.
+
+    ``prometheus_client.Histogram.observe`` takes a lock per value (about 1 µs each);
+    :meth:`observe_many` bins the whole batch with ``numpy.searchsorted`` and merges it
+    under one lock (about 20 µs for 500 values from a list, less from an array). The
+    exposition is an ordinary histogram (``_bucket{le=...}``, ``_sum``, ``_count``).
+
+    Negative values (a producer clock ahead of ours) count as 0; NaN is dropped.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        buckets: Iterable[float] = LATENCY_BUCKETS,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        bounds = sorted(float(b) for b in buckets if not math.isinf(float(b)))
+        if not bounds:
+            raise ValueError("a histogram needs at least one finite bucket bound")
+        self.name = name
+        self.documentation = documentation
+        self._bounds = tuple(bounds)
+        self._np_bounds = np.asarray(self._bounds)
+        self._counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        if registry is not None:
+            registry.register(self)
+
+    @property
+    def count(self) -> int:
+        """Number of observations so far."""
+        return sum(self._counts)
+
+    @property
+    def sum(self) -> float:
+        """Sum of the observations so far."""
+        return self._sum
+
+    def observe(self, value: float) -> None:
+        """Record one observation."""
+        if value != value:  # NaN
+            return
+        value = max(value, 0.0)
+        index = bisect.bisect_left(self._bounds, value)
+        with self._lock:
+            self._counts[index] += 1
+            self._sum += value
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        """Record a batch of observations (a numpy array, a list, or any iterable)."""
+        if isinstance(values, np.ndarray):
+            arr = values.astype(float, copy=False).ravel()
+        elif isinstance(values, list | tuple):
+            arr = np.asarray(values, dtype=float)
+        else:
+            arr = np.fromiter(values, dtype=float)
+        arr = np.maximum(arr[~np.isnan(arr)], 0.0)
+        if arr.size == 0:
+            return
+        binned = np.bincount(
+            np.searchsorted(self._np_bounds, arr, side="left"), minlength=len(self._counts)
+        ).tolist()
+        total = float(arr.sum())
+        with self._lock:
+            counts = self._counts
+            for i, n in enumerate(binned):
+                if n:
+                    counts[i] += n
+            self._sum += total
+
+    @contextmanager
+    def time(self) -> Iterator[None]:
+        """Observe the wall-clock duration of a ``with`` block, in seconds."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.observe(time.perf_counter() - start)
+
+    def describe(self) -> Iterable[Metric]:
+        return [HistogramMetricFamily(self.name, self.documentation)]
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:
+            counts = list(self._counts)
+            total = self._sum
+        cumulative = 0
+        buckets: list[tuple[str, float]] = []
+        for bound, n in zip((*self._bounds, math.inf), counts, strict=True):
+            cumulative += n
+            buckets.append((floatToGoString(bound), cumulative))
+        return [
+            HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=total)
+        ]
+
+
+def _version() -> str:
+    try:
+        return metadata.version("oml-stream")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class ServiceMetrics:
+    """Every metric of one service, on one registry of its own.
+
+    The metric objects are public attributes (``metrics.models.set(n)``,
+    ``metrics.accuracy.labels(algorithm="pa").set(0.91)``); the methods
+    cover what needs more than one line or some state.
+
+    Args:
+        registry: where to register; a new :class:`CollectorRegistry` by default.
+        process_metrics: also export ``process_*`` (CPU, memory, file descriptors),
+            ``python_info`` and ``python_gc_*`` on this registry.
+        clock: monotonic clock in seconds, for the heartbeat (tests may inject one).
+
+    The heartbeat starts at construction time, so a fresh service has a full
+    heartbeat timeout of grace before ``/healthz`` fails.
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: CollectorRegistry | None = None,
+        process_metrics: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self._clock = clock
+        self._last_heartbeat = clock()
+        self._ready = False
+        self._restoring: set[int] = set()
+
+        self.events = Counter(
+            "oml_events", "Input events processed, by kind.", ["kind"], registry=r
+        )
+        self.batch_latency = BatchHistogram(
+            "oml_batch_latency_seconds",
+            "Wall-clock time to process one polled batch, poll excluded.",
+            registry=r,
+        )
+        self.event_latency = BatchHistogram(
+            "oml_event_latency_seconds",
+            "Time from an event's timestamp to its prediction being produced.",
+            registry=r,
+        )
+        self.predicted = Counter("oml_predict", "Predictions made.", registry=r)
+        self.learned = Counter("oml_learn", "Model updates (labelled events learned).", registry=r)
+        self.models = Gauge("oml_models", "Keys whose model is held in memory.", registry=r)
+        self.cache_size = Gauge(
+            "oml_feature_cache_entries",
+            "Entries in the feature cache (features waiting for their label).",
+            registry=r,
+        )
+        self.cache_hits = Counter(
+            "oml_feature_cache_hits", "Feedback that found its cached features.", registry=r
+        )
+        self.cache_misses = Counter(
+            "oml_feature_cache_misses", "Feedback with no cached features.", registry=r
+        )
+        self.cache_expired = Counter(
+            "oml_feature_cache_expired", "Cached features evicted by age (TTL).", registry=r
+        )
+        self.dead_letters = Counter(
+            "oml_dead_letters",
+            "Records sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.restored_records = Gauge(
+            "oml_restored_records",
+            "State records restored from the changelogs in the partition's latest restore.",
+            ["partition"],
+            registry=r,
+        )
+        self.restore_partitions = Gauge(
+            "oml_partitions_restoring",
+            "Assigned partitions whose state is being restored.",
+            registry=r,
+        )
+        self.accuracy = Gauge(
+            "oml_prequential_accuracy",
+            "Prequential (test-then-train) accuracy, by algorithm.",
+            ["algorithm"],
+            registry=r,
+        )
+        # Computed at scrape time; private because .set() on them would do nothing.
+        self._ready_gauge = Gauge(
+            "oml_ready",
+            "1 when ready (set ready and no partition restoring), else 0.",
+            registry=r,
+        )
+        self._ready_gauge.set_function(lambda: 1.0 if self.is_ready else 0.0)
+        self._heartbeat_age = Gauge(
+            "oml_heartbeat_age_seconds", "Seconds since the loop's last heartbeat.", registry=r
+        )
+        self._heartbeat_age.set_function(self.seconds_since_heartbeat)
+        Info("oml_build", "Version of the oml service.", registry=r).info({"version": _version()})
+
+        self._event_children = {kind: self.events.labels(kind=kind) for kind in EVENT_KINDS}
+        if process_metrics:
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+            GCCollector(registry=r)
+
+    # -- liveness and readiness ------------------------------------------------------
+
+    def heartbeat(self) -> None:
+        """Say the loop is alive; call once per loop iteration (it is cheap)."""
+        self._last_heartbeat = self._clock()
+
+    def seconds_since_heartbeat(self) -> float:
+        return max(0.0, self._clock() - self._last_heartbeat)
+
+    def set_ready(self, ready: bool) -> None:
+        """Ready = every assigned partition restored and the loop processing.
+
+        Set ``False`` when partitions are revoked or assigned (a rebalance), ``True``
+        after their restore. While any partition is restoring (:meth:`restore_started`
+        without :meth:`restore_finished`) the service is not ready, whatever was set.
+        """
+        self._ready = bool(ready)
+
+    @property
+    def is_ready(self) -> bool:
+        return self._ready and not self._restoring
+
+    @property
+    def restoring(self) -> frozenset[int]:
+        """Partitions whose restore has started and not finished."""
+        return frozenset(self._restoring)
+
+    # -- the hot loop, once per batch ----------------------------------------------
+
+    def count_events(self, kind: str, n: int = 1) -> None:
+        """Add ``n`` to ``oml_events_total{kind=...}``."""
+        if n:
+            child = self._event_children.get(kind)
+            if child is None:
+                child = self._event_children[kind] = self.events.labels(kind=kind)
+            child.inc(n)
+
+    def record_batch(
+        self,
+        *,
+        seconds: float | None = None,
+        events: Mapping[str, int] | None = None,
+        predicted: int = 0,
+        learned: int = 0,
+        event_latencies: Iterable[float] | None = None,
+    ) -> None:
+        """Everything the loop counts per batch, in one call.
+
+        Args:
+            seconds: processing time of the batch (observed in ``oml_batch_latency``).
+            events: events by kind, e.g. ``{"unlabeled": 412, "feedback": 88}``. Don't
+                count dead letters here: :meth:`dead_letter` does.
+            predicted: predictions made.
+            learned: model updates made.
+            event_latencies: per-event seconds from event timestamp to prediction.
+        """
+        if seconds is not None:
+            self.batch_latency.observe(seconds)
+        if events:
+            for kind, n in events.items():
+                self.count_events(kind, n)
+        if predicted:
+            self.predicted.inc(predicted)
+        if learned:
+            self.learned.inc(learned)
+        if event_latencies is not None:
+            self.event_latency.observe_many(event_latencies)
+
+    def dead_letter(self, reason: str, n: int = 1) -> None:
+        """Count ``n`` dead-lettered records: ``oml_dead_letters_total{reason}`` and
+        ``oml_events_total{kind="dead_letter"}`` both go up by ``n``."""
+        if n:
+            self.dead_letters.labels(reason=reason).inc(n)
+            self.count_events("dead_letter", n)
+
+    # -- restore -----------------------------------------------------------------------
+
+    def restore_started(self, partition: int) -> None:
+        """A partition's state restore begins (its record count restarts at 0)."""
+        self._restoring.add(partition)
+        self.restored_records.labels(partition=str(partition)).set(0)
+        self.restore_partitions.set(len(self._restoring))
+
+    def add_restored(self, partition: int, n: int) -> None:
+        """``n`` more changelog records of ``partition`` were applied.
+
+        Also a heartbeat: a long restore is progress, not a hung loop.
+        """
+        self.restored_records.labels(partition=str(partition)).inc(n)
+        self.heartbeat()
+
+    def restore_finished(self, partition: int) -> None:
+        """The partition is restored (its record count stays exported until revoked)."""
+        self._restoring.discard(partition)
+        self.restore_partitions.set(len(self._restoring))
+
+    def partition_revoked(self, partition: int) -> None:
+        """The partition left this instance: forget its restore series."""
+        self._restoring.discard(partition)
+        self.restore_partitions.set(len(self._restoring))
+        with suppress(KeyError):  # never started a restore here
+            self.restored_records.remove(str(partition))
+
+    # -- shutdown summary --------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Totals for the shutdown summary line: ``log.info("stopped", **m.snapshot())``."""
+
+        def by_label(metric: Counter, label: str) -> dict[str, int]:
+            out: dict[str, int] = {}
+            for family in metric.collect():
+                for sample in family.samples:
+                    if sample.name.endswith("_total"):
+                        out[sample.labels[label]] = int(sample.value)
+            return out
+
+        def value(metric: Counter | Gauge) -> float:
+            for family in metric.collect():
+                for sample in family.samples:
+                    if not sample.name.endswith("_created"):
+                        return float(sample.value)
+            return 0.0
+
+        return {
+            "events": by_label(self.events, "kind"),
+            "batches": self.batch_latency.count,
+            "predicted": int(value(self.predicted)),
+            "learned": int(value(self.learned)),
+            "dead_letters": by_label(self.dead_letters, "reason"),
+            "models": int(value(self.models)),
+            "cache_size": int(value(self.cache_size)),
+            "cache_hits": int(value(self.cache_hits)),
+            "cache_misses": int(value(self.cache_misses)),
+            "cache_expired": int(value(self.cache_expired)),
+        }
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    health: HealthServer
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    timeout = 10  # a stuck client can't hold a thread for ever
+    server_version = "oml-health"
+
+    def do_GET(self) -> None:
+        self._handle(send_body=True)
+
+    def do_HEAD(self) -> None:
+        self._handle(send_body=False)
+
+    def _handle(self, *, send_body: bool) -> None:
+        health = self.server.health
+        path = self.path.split("?", 1)[0]
+        try:
+            if path == "/metrics":
+                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+                self._reply(200, encoder(health.metrics.registry), content_type, send_body)
+            elif path == "/healthz":
+                status, body = health.liveness()
+                self._reply_json(status, body, send_body)
+            elif path == "/readyz":
+                status, body = health.readiness()
+                self._reply_json(status, body, send_body)
+            else:
+                self._reply_json(404, {"status": "not_found", "path": path}, send_body)
+        except Exception:
+            log.exception("health_endpoint_failed", path=path)
+            self._reply_json(500, {"status": "error"}, send_body)
+
+    def _reply_json(self, status: int, body: dict[str, Any], send_body: bool) -> None:
+        payload = json.dumps(body).encode() + b"\n"
+        self._reply(status, payload, "application/json", send_body)
+
+    def _reply(self, status: int, payload: bytes, content_type: str, send_body: bool) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if send_body:
+            self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Probes and scrapes come every few seconds: no access log.
+        pass
+
+
+class HealthServer:
+    """``/metrics``, ``/healthz`` and ``/readyz`` over HTTP, in a daemon thread.
+
+    * ``/metrics``: the service registry, Prometheus text format (OpenMetrics when the
+      scraper asks for it).
+    * ``/healthz``: 200 while ``metrics.heartbeat()`` was called within
+      ``heartbeat_timeout`` seconds, else 503.
+    * ``/readyz``: 200 when ``metrics.is_ready`` (set ready, no partition restoring)
+      and the heartbeat is fresh, else 503.
+
+    Bodies of the probes are small JSON objects. ``port=0`` binds a free port; read it
+    from :attr:`port` after :meth:`start`.
+
+    Args:
+        port: TCP port; 0 for any free one.
+        metrics: the service's metrics (registry, heartbeat, readiness).
+        host: address to bind; ``"0.0.0.0"`` (all IPv4 interfaces, as a container
+            needs), ``"127.0.0.1"`` for local only, ``"::"`` for IPv6.
+        heartbeat_timeout: seconds without heartbeat after which ``/healthz`` fails.
+    """
+
+    def __init__(
+        self,
+        port: int,
+        metrics: ServiceMetrics,
+        host: str = "0.0.0.0",  # noqa: S104  (a container's probe and scraper come from outside)
+        *,
+        heartbeat_timeout: float = 30.0,
+    ) -> None:
+        if heartbeat_timeout <= 0:
+            raise ValueError("heartbeat_timeout must be positive")
+        self.metrics = metrics
+        self.host = host
+        self.heartbeat_timeout = heartbeat_timeout
+        self._requested_port = port
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- probe logic (also usable without HTTP) --------------------------------------
+
+    def is_alive(self) -> bool:
+        return self.metrics.seconds_since_heartbeat() <= self.heartbeat_timeout
+
+    def liveness(self) -> tuple[int, dict[str, Any]]:
+        age = round(self.metrics.seconds_since_heartbeat(), 3)
+        if age <= self.heartbeat_timeout:
+            return 200, {"status": "ok", "heartbeat_age_seconds": age}
+        log.warning("liveness_failed", heartbeat_age_seconds=age, timeout=self.heartbeat_timeout)
+        return 503, {"status": "stale", "heartbeat_age_seconds": age}
+
+    def readiness(self) -> tuple[int, dict[str, Any]]:
+        alive = self.is_alive()
+        if self.metrics.is_ready and alive:
+            return 200, {"status": "ready"}
+        return 503, {
+            "status": "not_ready",
+            "partitions_restoring": sorted(self.metrics.restoring),
+            "alive": alive,
+        }
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when constructed with ``port=0``)."""
+        if self._server is None:
+            raise RuntimeError("HealthServer is not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        host = self.host
+        if host in ("0.0.0.0", ""):  # noqa: S104
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> HealthServer:
+        """Bind and serve in a daemon thread; returns ``self``. Raises ``OSError`` if the
+        port is taken."""
+        if self._server is not None:
+            return self
+        server_cls = _Server6 if ":" in self.host else _Server
+        server = server_cls((self.host, self._requested_port), _Handler)
+        server.health = self
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="oml-health",
+            daemon=True,
+        )
+        self._thread.start()
+        log.info("health_server_started", host=self.host, port=self.port)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket; safe to call twice."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server = self._thread = None
+        log.info("health_server_stopped")
+
+    def __enter__(self) -> HealthServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
