@@ -1,0 +1,271 @@
+"""Dead-letter records: a bad input message, byte for byte, with why it was set aside.
+
+The dead-letter record keeps the original key and value exactly (``None`` stays ``None``) and
+the original headers in their order, then appends these headers (UTF-8 text):
+
+* ``oml.dlq.reason``: a snake_case reason: ``malformed_json``, ``missing_field``...
+* ``oml.dlq.error``: the human-readable error message
+* ``oml.dlq.source.topic``, ``oml.dlq.source.partition``, ``oml.dlq.source.offset``: where the
+  message was read (partition and offset in decimal)
+* ``oml.dlq.timestamp``: when it was dead-lettered, milliseconds since the epoch (decimal)
+* ``oml.dlq.source.timestamp``: the original record's timestamp in ms (empty if it had none)
+
+If the original message already carries ``oml.dlq.*`` headers (a dead letter replayed into
+the input that failed again), they stay among the original headers; the ones appended last are
+this dead letter's, as Kafka's "last header wins" convention reads them.
+
+>>> key, value, headers = dead_letter_record(
+...     b"k1", b"{oops", [("trace", b"abc")], reason="malformed_json", error="bad JSON",
+...     topic="events", partition=2, offset=41, timestamp_ms=1700000000000)
+>>> info = parse_dead_letter(headers)
+>>> info.reason, info.source_partition, info.source_offset, info.original_headers
+('malformed_json', 2, 41, [('trace', b'abc')])
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+import structlog
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
+
+__all__ = [
+    "HEADER_ERROR",
+    "HEADER_REASON",
+    "HEADER_SOURCE_OFFSET",
+    "HEADER_SOURCE_PARTITION",
+    "HEADER_SOURCE_TIMESTAMP",
+    "HEADER_SOURCE_TOPIC",
+    "HEADER_TIMESTAMP",
+    "DeadLetter",
+    "DeadLetterFormatError",
+    "Reason",
+    "dead_letter_for",
+    "dead_letter_record",
+    "parse_dead_letter",
+    "produce_dead_letter",
+]
+
+log = structlog.get_logger()
+
+PREFIX = "oml.dlq."
+HEADER_REASON = "oml.dlq.reason"
+HEADER_ERROR = "oml.dlq.error"
+HEADER_SOURCE_TOPIC = "oml.dlq.source.topic"
+HEADER_SOURCE_PARTITION = "oml.dlq.source.partition"
+HEADER_SOURCE_OFFSET = "oml.dlq.source.offset"
+HEADER_TIMESTAMP = "oml.dlq.timestamp"
+HEADER_SOURCE_TIMESTAMP = "oml.dlq.source.timestamp"
+_OURS = (
+    HEADER_REASON,
+    HEADER_ERROR,
+    HEADER_SOURCE_TOPIC,
+    HEADER_SOURCE_PARTITION,
+    HEADER_SOURCE_OFFSET,
+    HEADER_TIMESTAMP,
+    HEADER_SOURCE_TIMESTAMP,
+)
+
+MAX_ERROR_CHARS = 2000
+_SNAKE = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
+
+Header = tuple[str, bytes | None]
+Record = tuple[bytes | None, bytes | None, list[Header]]
+
+
+class Reason(StrEnum):
+    """The reasons oml itself gives.  Any other snake_case word is accepted too."""
+
+    MALFORMED_JSON = "malformed_json"
+    SCHEMA_MISMATCH = "schema_mismatch"
+    MISSING_FIELD = "missing_field"
+    NOT_FINITE = "not_finite"
+    WRONG_FEATURE_COUNT = "wrong_feature_count"
+    BAD_LABEL = "bad_label"
+    UNKNOWN_EVENT = "unknown_event"
+
+
+class DeadLetterFormatError(ValueError):
+    """Headers that are not a dead letter's (a required ``oml.dlq.*`` header is missing or bad)."""
+
+
+class _Message(Protocol):
+    """What is read from a ``confluent_kafka.Message``."""
+
+    def key(self) -> Any: ...
+    def value(self) -> Any: ...
+    def headers(self) -> Any: ...
+    def topic(self) -> Any: ...
+    def partition(self) -> Any: ...
+    def offset(self) -> Any: ...
+    def timestamp(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A dead-letter record read back: why, from where, and the original message."""
+
+    reason: str
+    error: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    timestamp_ms: int
+    source_timestamp_ms: int | None
+    original_headers: list[Header]
+    key: bytes | None = None
+    value: bytes | None = None
+
+
+def _text(value: str | bytes) -> bytes:
+    return value if isinstance(value, bytes) else value.encode("utf-8")
+
+
+def dead_letter_record(
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, str | bytes | None]] | None,
+    *,
+    reason: str,
+    error: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    timestamp_ms: int | None = None,
+    source_timestamp_ms: int | None = None,
+) -> Record:
+    """``(key, value, headers)`` of the dead letter for one input message.
+
+    ``key`` and ``value`` are returned as given; ``headers`` are the original headers followed by
+    the ``oml.dlq.*`` ones.  ``timestamp_ms`` defaults to now.  An error message longer than
+    2000 characters is cut (headers count against the broker's record size limit).
+    """
+    if not _SNAKE.fullmatch(str(reason)):
+        raise ValueError(f"a dead-letter reason is a snake_case word, not {reason!r}")
+    if len(error) > MAX_ERROR_CHARS:
+        error = error[: MAX_ERROR_CHARS - 1] + "…"
+    now = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
+    out: list[Header] = [(name, None if v is None else _text(v)) for name, v in headers or ()]
+    out += [
+        (HEADER_REASON, str(reason).encode()),
+        (HEADER_ERROR, error.encode("utf-8", errors="replace")),
+        (HEADER_SOURCE_TOPIC, topic.encode("utf-8")),
+        (HEADER_SOURCE_PARTITION, str(int(partition)).encode()),
+        (HEADER_SOURCE_OFFSET, str(int(offset)).encode()),
+        (HEADER_TIMESTAMP, str(now).encode()),
+        (HEADER_SOURCE_TIMESTAMP,
+         b"" if source_timestamp_ms is None else str(int(source_timestamp_ms)).encode()),
+    ]
+    return key, value, out
+
+
+def dead_letter_for(
+    message: _Message, reason: str, error: str, *, timestamp_ms: int | None = None
+) -> Record:
+    """``(key, value, headers)`` of the dead letter for a consumed ``confluent_kafka.Message``."""
+    ts_type, ts = message.timestamp()
+    return dead_letter_record(
+        message.key(),
+        message.value(),
+        message.headers(),
+        reason=reason,
+        error=error,
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+        timestamp_ms=timestamp_ms,
+        source_timestamp_ms=None if ts_type == TIMESTAMP_NOT_AVAILABLE else ts,
+    )
+
+
+def produce_dead_letter(
+    producer: Any,
+    topic: str,
+    message: _Message,
+    reason: str,
+    error: str,
+    *,
+    on_delivery: Callable[[Any, Any], None] | None = None,
+    queue_full_timeout: float = 30.0,
+) -> None:
+    """Produce the dead letter for ``message`` to ``topic`` with ``producer``.
+
+    The producer's partitioner places it by the original key.  With a transactional producer it
+    joins the open transaction.  If the producer's queue is full this serves delivery reports
+    (``poll``) until there is room, for at most ``queue_full_timeout`` seconds.
+    """
+    key, value, headers = dead_letter_for(message, reason, error)
+    kwargs: dict[str, Any] = {"key": key, "value": value, "headers": headers}
+    if on_delivery is not None:
+        kwargs["on_delivery"] = on_delivery
+    deadline = time.monotonic() + queue_full_timeout
+    while True:
+        try:
+            producer.produce(topic, **kwargs)
+            break
+        except BufferError:
+            if time.monotonic() > deadline:
+                raise
+            producer.poll(0.05)
+    log.debug(
+        "dead_lettered",
+        reason=reason,
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+    )
+
+
+def _last(headers: Sequence[Header], name: str) -> bytes | None:
+    for key, value in reversed(headers):
+        if key == name:
+            return value
+    return None
+
+
+def parse_dead_letter(
+    headers: Sequence[tuple[str, bytes | None]] | None,
+    key: bytes | None = None,
+    value: bytes | None = None,
+) -> DeadLetter:
+    """Read a dead letter's headers (``message.headers()``) back.
+
+    Raises:
+        DeadLetterFormatError: a required ``oml.dlq.*`` header is missing or not a number.
+    """
+    hs: list[Header] = list(headers or ())
+    fields: dict[str, str] = {}
+    for name in _OURS:
+        raw = _last(hs, name)
+        if raw is None:
+            raise DeadLetterFormatError(f"not a dead letter: no {name} header")
+        fields[name] = raw.decode("utf-8", errors="replace")
+    # The original headers: everything but the last occurrence of each of our headers.
+    drop = {max(i for i, (k, _) in enumerate(hs) if k == name) for name in _OURS}
+    original = [h for i, h in enumerate(hs) if i not in drop]
+
+    def number(name: str) -> int:
+        try:
+            return int(fields[name])
+        except ValueError:
+            raise DeadLetterFormatError(f"{name} is not a number: {fields[name]!r}") from None
+
+    return DeadLetter(
+        reason=fields[HEADER_REASON],
+        error=fields[HEADER_ERROR],
+        source_topic=fields[HEADER_SOURCE_TOPIC],
+        source_partition=number(HEADER_SOURCE_PARTITION),
+        source_offset=number(HEADER_SOURCE_OFFSET),
+        timestamp_ms=number(HEADER_TIMESTAMP),
+        source_timestamp_ms=(
+            number(HEADER_SOURCE_TIMESTAMP) if fields[HEADER_SOURCE_TIMESTAMP] else None
+        ),
+        original_headers=original,
+        key=key,
+        value=value,
+    )

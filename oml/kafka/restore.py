@@ -1,0 +1,232 @@
+"""Reading a changelog partition from its beginning to its end, to rebuild state.
+
+The end is where the broker says it is *for this reader*: the consumer is assigned the
+partition (no group, nothing committed), reads with ``isolation.level=read_committed`` and
+``enable.partition.eof=true``, and stops at the partition-EOF event, which librdkafka raises
+when a fetch reaches the last stable offset.  Watermarks are not used: they are not the end a
+read_committed reader sees (records of open transactions sit below the high watermark), and
+some brokers report them wrong.
+
+Records come in batches (``consume(n)``), and the caller applies them in offset order: "the last
+record per key wins; a null value deletes" is right whether or not the broker has compacted the
+topic yet.
+
+Under ``read_committed`` a record of an aborted transaction is never returned, provided the
+broker reports aborted transactions in its fetch responses, as Kafka does.  **Tansu 0.6 does not**
+(its fetch always answers with an empty aborted-transactions list), so on the embedded broker
+records of aborted transactions *are* returned; records of a transaction still open are not.
+
+Reading::
+
+    with ChangelogReader({"bootstrap.servers": "localhost:9092", **security}) as reader:
+        for partition in assigned:
+            state = {}
+            for key, value, offset in reader.read("oml.events.models", partition):
+                state[key] = value  # the last record per key wins
+            ...
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import structlog
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from oml.kafka.clients import describe_error, restore_consumer_config
+
+__all__ = [
+    "ChangelogReader",
+    "RestoreError",
+    "read_partition_batches",
+    "read_partition_to_end",
+]
+
+log = structlog.get_logger()
+
+Record = tuple[bytes | None, bytes | None, int]
+ClientConfig = str | Mapping[str, Any]
+
+# consume(n, timeout) returns when n records are in or the timeout is up, whichever is first,
+# even when the end-of-partition event arrived: a short timeout ends each partition promptly.
+_POLL_TIMEOUT = 0.05
+
+# Consume errors that waiting will not cure; any other is logged, and the idle timeout bounds
+# how long the reader waits for librdkafka to recover (broker restarts, leader moves...).
+_TERMINAL = frozenset({
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_TOPIC,
+    KafkaError._UNKNOWN_PARTITION,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError._AUTHENTICATION,
+    KafkaError.SASL_AUTHENTICATION_FAILED,
+    KafkaError._AUTO_OFFSET_RESET,
+})
+
+
+class RestoreError(RuntimeError):
+    """A changelog partition could not be read to its end."""
+
+
+def _config(config: ClientConfig) -> dict[str, Any]:
+    """A bootstrap string, or librdkafka settings (``bootstrap.servers`` and any passthrough:
+    SASL, TLS...) laid over the restore consumer's defaults."""
+    if isinstance(config, str):
+        return restore_consumer_config(config)
+    settings = dict(config)
+    bootstrap = settings.pop("bootstrap.servers", None)
+    if not bootstrap:
+        raise ValueError("the restore reader's config needs bootstrap.servers")
+    return restore_consumer_config(str(bootstrap), settings)
+
+
+class ChangelogReader:
+    """One consumer that reads changelog partitions to their end, one partition at a time.
+
+    Args:
+        config: bootstrap servers, or a dict of librdkafka settings including
+            ``bootstrap.servers`` (merged over :func:`~oml.kafka.clients.restore_consumer_config`).
+        batch_size: records asked for per ``consume`` call.
+        idle_timeout: seconds without any record or end-of-partition before giving up.
+
+    Use it as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self, config: ClientConfig, *, batch_size: int = 10_000, idle_timeout: float = 30.0
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.batch_size = batch_size
+        self.idle_timeout = idle_timeout
+        self._consumer = Consumer(_config(config))
+        self._partitions: dict[str, int] = {}
+
+    def __enter__(self) -> ChangelogReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def _check_partition(self, topic: str, partition: int) -> None:
+        """Fail fast on a missing topic or partition: librdkafka would wait for it forever."""
+        if topic not in self._partitions:
+            try:
+                metadata = self._consumer.list_topics(topic, timeout=self.idle_timeout)
+            except KafkaException as exc:
+                raise RestoreError(
+                    describe_error(exc, f"cannot read metadata of {topic!r}")
+                ) from exc
+            found = metadata.topics.get(topic)
+            if found is None or found.error is not None:
+                why = describe_error(found.error) if found is not None and found.error else ""
+                raise RestoreError(f"changelog topic {topic!r} cannot be read: {why}".rstrip(": "))
+            self._partitions[topic] = len(found.partitions)
+        n = self._partitions[topic]
+        if not 0 <= partition < n:
+            raise RestoreError(f"changelog topic {topic!r} has no partition {partition} "
+                               f"(it has {n})")
+
+    def batches(
+        self, topic: str, partition: int, start_offset: int = OFFSET_BEGINNING
+    ) -> Iterator[list[Record]]:
+        """Lists of ``(key, value, offset)`` in offset order, until the partition's end.
+
+        An empty partition yields nothing.  Raises :class:`RestoreError` on a Kafka error that
+        retrying will not fix, or after ``idle_timeout`` seconds without progress.
+        """
+        self._check_partition(topic, partition)
+        consumer = self._consumer
+        consumer.assign([TopicPartition(topic, partition, start_offset)])
+        eof = KafkaError._PARTITION_EOF
+        count = 0
+        last_offset = -1
+        started = progress = time.monotonic()
+        try:
+            while True:
+                messages = consumer.consume(self.batch_size, _POLL_TIMEOUT)
+                done = False
+                records: list[Record] = []
+                for m in messages:
+                    error = m.error()
+                    if error is None:
+                        # a record always has an offset; the stubs allow None for events
+                        records.append((m.key(), m.value(), m.offset()))  # type: ignore[arg-type]
+                    elif error.code() == eof:
+                        done = True
+                    elif error.fatal() or error.code() in _TERMINAL:
+                        raise RestoreError(describe_error(
+                            error, f"reading {topic!r} partition {partition} after offset "
+                                   f"{last_offset}"))
+                    else:
+                        log.warning("restore_consume_error", topic=topic, partition=partition,
+                                    error=describe_error(error))
+                if records:
+                    count += len(records)
+                    last_offset = records[-1][2]
+                    progress = time.monotonic()
+                    yield records
+                if done:
+                    break
+                if time.monotonic() - progress > self.idle_timeout:
+                    raise RestoreError(
+                        f"reading {topic!r} partition {partition}: no record and no end of "
+                        f"partition for {self.idle_timeout:g}s (last offset read: {last_offset})"
+                    )
+        finally:
+            consumer.unassign()
+        seconds = time.monotonic() - started
+        log.info("changelog_partition_read", topic=topic, partition=partition, records=count,
+                 last_offset=last_offset, seconds=round(seconds, 3))
+
+    def read(
+        self, topic: str, partition: int, start_offset: int = OFFSET_BEGINNING
+    ) -> Iterator[Record]:
+        """``(key, value, offset)`` one by one, in offset order, until the partition's end."""
+        for batch in self.batches(topic, partition, start_offset):
+            yield from batch
+
+
+def read_partition_batches(
+    config: ClientConfig,
+    topic: str,
+    partition: int,
+    *,
+    start_offset: int = OFFSET_BEGINNING,
+    batch_size: int = 10_000,
+    idle_timeout: float = 30.0,
+) -> Iterator[list[Record]]:
+    """Batches of ``(key, value, offset)`` of one partition, from the beginning to its end.
+
+    Opens its own consumer (closed when the iterator finishes or is closed).  To read many
+    partitions, a :class:`ChangelogReader` saves a connection per partition.
+    """
+    with ChangelogReader(config, batch_size=batch_size, idle_timeout=idle_timeout) as reader:
+        yield from reader.batches(topic, partition, start_offset)
+
+
+def read_partition_to_end(
+    config: ClientConfig,
+    topic: str,
+    partition: int,
+    *,
+    start_offset: int = OFFSET_BEGINNING,
+    batch_size: int = 10_000,
+    idle_timeout: float = 30.0,
+) -> Iterator[Record]:
+    """``(key, value, offset)`` of one partition, from the beginning to its end, in offset order.
+
+    ``config`` is the bootstrap servers or a dict of librdkafka settings with
+    ``bootstrap.servers``.  Only committed records are returned (see the module docstring for
+    the Tansu exception); the end is found with partition EOF, not watermarks.
+    """
+    for batch in read_partition_batches(
+        config, topic, partition, start_offset=start_offset, batch_size=batch_size,
+        idle_timeout=idle_timeout,
+    ):
+        yield from batch

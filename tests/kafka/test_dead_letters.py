@@ -1,0 +1,130 @@
+"""Dead letters keep the original bytes and headers exactly, and say why in oml.dlq.* headers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+from oml.kafka.deadletter import (
+    HEADER_REASON,
+    DeadLetterFormatError,
+    Reason,
+    dead_letter_record,
+    parse_dead_letter,
+    produce_dead_letter,
+)
+
+
+def _consume_all(kafka_config: dict[str, Any], topic: str, n: int) -> list[Message]:
+    consumer = Consumer(
+        {**kafka_config, "group.id": f"dlq-{uuid.uuid4().hex[:6]}", "enable.partition.eof": True}
+    )
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    out: list[Message] = []
+    deadline = time.monotonic() + 20
+    try:
+        while len(out) < n and time.monotonic() < deadline:
+            for m in consumer.consume(100, 0.2):
+                if m.error() is None:
+                    out.append(m)
+                elif m.error().code() != KafkaError._PARTITION_EOF:
+                    raise AssertionError(str(m.error()))
+    finally:
+        consumer.close()
+    assert len(out) == n
+    return out
+
+
+ORIGINALS = [
+    # binary, not UTF-8, with duplicate and null-valued headers
+    (b"\x00key\xff", b"\xff\xfe{not json", [("trace", b"t-1"), ("trace", b"t-2"), ("empty", None)]),
+    (None, None, None),  # null key, tombstone value, no headers
+    (b"", b"", [("h", b"")]),  # empty is not null
+]
+
+
+@pytest.mark.broker
+def test_round_trip_keeps_bytes_and_headers(
+    kafka_config: dict[str, Any],
+    new_topic: Callable[..., str],
+    produce_records: Callable[..., None],
+    read_all: Callable[..., list[Any]],
+) -> None:
+    source = new_topic()
+    dlq = new_topic()
+    produce_records(source, ORIGINALS, partition=0)
+    messages = _consume_all(kafka_config, source, len(ORIGINALS))
+
+    producer = Producer(kafka_config)
+    reasons = [Reason.MALFORMED_JSON, "missing_field", Reason.NOT_FINITE]
+    before = int(time.time() * 1000)
+    for message, reason in zip(messages, reasons, strict=True):
+        produce_dead_letter(producer, dlq, message, reason, f"cannot use it: {reason}")
+    assert producer.flush(10) == 0
+
+    records = read_all(dlq)
+    assert len(records) == len(ORIGINALS)
+    by_offset = {m.offset(): m for m in messages}
+    for record in records:
+        info = parse_dead_letter(record.headers, record.key, record.value)
+        original = by_offset[info.source_offset]
+        assert record.key == original.key()
+        assert record.value == original.value()
+        assert info.original_headers == list(original.headers() or [])
+        assert info.source_topic == source
+        assert info.source_partition == 0
+        assert before <= info.timestamp_ms <= int(time.time() * 1000)
+        assert info.source_timestamp_ms == original.timestamp()[1]
+        assert info.error == f"cannot use it: {info.reason}"
+    assert [parse_dead_letter(r.headers).reason for r in records] == [str(r) for r in reasons]
+
+
+def test_dead_letter_of_a_dead_letter() -> None:
+    """A dead letter replayed into the input and rejected again: the newest reason wins, and
+    the previous dead letter's headers stay among the original headers."""
+    _, _, first = dead_letter_record(
+        b"k", b"v", [("a", b"1")], reason="malformed_json", error="e1",
+        topic="in", partition=0, offset=5,
+    )
+    _, _, second = dead_letter_record(
+        b"k", b"v", first, reason="bad_label", error="e2", topic="replay", partition=1, offset=9,
+    )
+    info = parse_dead_letter(second)
+    assert (info.reason, info.error, info.source_topic, info.source_offset) == (
+        "bad_label", "e2", "replay", 9
+    )
+    assert info.original_headers == first
+    assert parse_dead_letter(info.original_headers).reason == "malformed_json"
+
+
+def test_reason_must_be_snake_case() -> None:
+    for bad in ("Malformed JSON", "bad-label", "", "_x", "x_"):
+        with pytest.raises(ValueError, match="snake_case"):
+            dead_letter_record(None, None, None, reason=bad, error="", topic="t", partition=0,
+                               offset=0)
+    dead_letter_record(None, None, None, reason="key_mismatch", error="", topic="t",
+                       partition=0, offset=0)
+
+
+def test_long_error_is_cut() -> None:
+    _, _, headers = dead_letter_record(
+        None, b"x", None, reason="schema_mismatch", error="é" * 5000, topic="t", partition=0,
+        offset=0,
+    )
+    error = parse_dead_letter(headers).error
+    assert len(error) == 2000 and error.endswith("…")
+
+
+def test_not_a_dead_letter() -> None:
+    with pytest.raises(DeadLetterFormatError, match=HEADER_REASON):
+        parse_dead_letter([("trace", b"x")])
+    with pytest.raises(DeadLetterFormatError, match="not a number"):
+        _, _, headers = dead_letter_record(
+            None, None, None, reason="bad_label", error="", topic="t", partition=0, offset=0
+        )
+        parse_dead_letter([*headers, ("oml.dlq.source.offset", b"abc")])
