@@ -1,0 +1,175 @@
+"""A bench report as a terminal table, a JSON file and a learning-curve plot."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+Report = dict[str, Any]
+
+CLASSIFICATION_COLUMNS = [
+    ("accuracy", "accuracy"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("f1", "F1"),
+    ("log_loss", "log loss"),
+]
+REGRESSION_COLUMNS = [("mae", "MAE"), ("rmse", "RMSE")]
+TIME_COLUMNS = [("us_per_event", "µs/event"), ("us_per_event_p50", "µs p50")]
+
+
+def _fmt(value: Any, key: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if key.startswith("us_"):
+        return f"{value:.1f}"
+    return f"{value:.4f}"
+
+
+def headline(report: Report) -> str:
+    d, p = report["dataset"], report["protocol"]
+    what = f"{d['rows']} rows, {len(d['features'])} features"
+    if d["task"] == "classification":
+        what += f", classes {d['classes']}"
+        if d["positive_class"] is not None:
+            what += f" (positive: {d['positive_class']})"
+    else:
+        what += f", regression on {d['target']!r}"
+    passes = f"{p['passes']} pass" + ("es" if p["passes"] != 1 else "")
+    proto = f"{passes}, seed {p['seed']}, label delay {p['label_delay']}"
+    return f"{d['name']}: {what}; prequential, {proto}"
+
+
+def format_table(report: Report) -> str:
+    """One line per contender and pass, then the published reference, then the targets."""
+    task = report["dataset"]["task"]
+    metric_cols = CLASSIFICATION_COLUMNS if task == "classification" else REGRESSION_COLUMNS
+    cols = metric_cols + TIME_COLUMNS
+    lines: list[list[str]] = []
+    for row in report["results"]:
+        for i, p in enumerate(row["passes"]):
+            label = row["label"] if i == 0 else ""
+            lines.append([label, str(p["pass"]), *(_fmt(p.get(k), k) for k, _ in cols)])
+    for ref in report.get("published", []):
+        for i, p in enumerate(ref["accuracy_by_pass"]):
+            label = ref["label"] if i == 0 else ""
+            cells = ["-"] * len(cols)
+            cells[0] = _fmt(p["accuracy"], "accuracy")
+            lines.append([label, "?" if p["pass"] is None else str(p["pass"]), *cells])
+    header = ["learner", "pass", *(title for _, title in cols)]
+    widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
+
+    def render(cells: list[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = (c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))
+        return "  ".join([first, *rest]).rstrip()
+
+    out = [headline(report), "", render(header), render(["-" * w for w in widths])]
+    previous = None
+    for cells in lines:
+        if cells[0] and previous is not None:
+            out.append("")
+        out.append(render(cells))
+        previous = cells
+    notes = [f"  {r['label']}: {r['note']}" for r in report["results"] if r.get("note")]
+    notes += [f"  {r['label']}: {r['note']}" for r in report.get("published", [])]
+    refused = [f"  {r['label']}: {r['refused']} labels refused" for r in report["results"]]
+    refused = [line for line, r in zip(refused, report["results"], strict=True) if r["refused"]]
+    if notes or refused:
+        out += ["", "notes:", *notes, *refused]
+    if report.get("checks"):
+        out += ["", "targets:"]
+        width = max(len(c["target"]) for c in report["checks"])
+        for c in report["checks"]:
+            out.append(f"  [{c['status']:>4}] {c['target'].ljust(width)}  {c['measured']}")
+    return "\n".join(out)
+
+
+def dumps(report: Report) -> str:
+    """Indented JSON with every list of plain values on one line (curves stay readable).
+
+    >>> print(dumps({"a": [1, 2], "b": {"c": "x"}}))
+    {
+      "a": [1, 2],
+      "b": {
+        "c": "x"
+      }
+    }
+    """
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    return _FLAT_LIST.sub(lambda m: "[" + re.sub(r",\n\s+", ", ", m.group(1)) + "]", text)
+
+
+_FLAT_LIST = re.compile(r"\[\n\s+([^\[\]{}]*?)\n\s*\]")
+
+
+def write_json(report: Report, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dumps(report) + "\n")
+    return path
+
+
+def plot_curves(report: Report, path: Path) -> Path:
+    """Accuracy (or MAE) within each pass against events seen, one line per contender."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    d, proto = report["dataset"], report["protocol"]
+    n, passes = d["rows"], proto["passes"]
+    regression = d["task"] == "regression"
+    fig = Figure(figsize=(9, 5), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    dashes = iter([(5, 2), (2, 2), (6, 2, 1, 2), (1, 1)] * 4)
+    for row in report["results"]:
+        x, y = _broken(row["curve"]["events"], row["curve"]["value"], n)
+        if row["kind"] == "learner":
+            ax.plot(x, y, "-", lw=1.6, label=row["label"])
+        else:
+            ax.plot(x, y, lw=1.2, dashes=next(dashes), label=row["label"])
+    for ref in report.get("published", []):
+        for j, p in enumerate(ref["accuracy_by_pass"]):
+            label = ref["label"] if j == 0 else None
+            if p["pass"] is None:
+                ax.axhline(p["accuracy"], color="black", ls=":", lw=1, label=label)
+            else:
+                ax.plot([p["pass"] * n], [p["accuracy"]], "k*", ms=10, label=label)
+    for k in range(1, passes):
+        ax.axvline(k * n + 0.5, color="grey", lw=0.6, ls=":")
+    ax.set_xlim(0, passes * n * 1.015)
+    if not regression:
+        ax.set_ylim(max(0.0, _low(report) - 0.02), 1.005)
+    ax.set_xlabel(f"events seen ({passes} passes of {n}, seed {proto['seed']})")
+    ax.set_ylabel("MAE within the pass" if regression else "accuracy within the pass")
+    ax.set_title(f"{d['name']}: prequential, label delay {proto['label_delay']}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right" if not regression else "upper right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def _broken(events: list[int], values: list[float], n: int) -> tuple[list[float], list[float]]:
+    """The curve with a gap at each pass boundary, so passes are not joined by a line."""
+    x: list[float] = []
+    y: list[float] = []
+    for i, (e, v) in enumerate(zip(events, values, strict=True)):
+        if i and (e - 1) // n != (events[i - 1] - 1) // n:
+            x.append(math.nan)
+            y.append(math.nan)
+        x.append(e)
+        y.append(v)
+    return x, y
+
+
+def _low(report: Report) -> float:
+    """A lower y limit that keeps the settled part of every curve in view."""
+    lows = []
+    for row in report["results"]:
+        values = row["curve"]["value"]
+        lows.append(min(values))
+    return min(lows) if lows else 0.0
