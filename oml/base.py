@@ -43,6 +43,9 @@ class ModelState:
 
     ``arrays`` holds float64/int64 numpy arrays; ``features`` names the columns the arrays use,
     in order; ``labels`` is the label set, in class-index order (empty for regressors).
+    ``extra`` holds further scalars; keys starting with ``oml.`` are the service's own
+    bookkeeping (learned offset, prequential counts) and are removed before a learner's
+    ``import_state`` sees the record.
     """
 
     algorithm: str

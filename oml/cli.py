@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
-from oml.registry import load_registry, parameters
+import structlog
+
+from oml.config import Config, ConfigError, add_run_arguments, config_from_args
+from oml.registry import UnknownAlgorithm, load_registry, parameters
+
+log = structlog.get_logger()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -16,12 +22,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2
-    return int(args.handler(args) or 0)
+    try:
+        return int(args.handler(args) or 0)
+    except (ConfigError, UnknownAlgorithm) as exc:
+        print(f"oml: {exc}", file=sys.stderr)
+        return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from oml.bench.cli import add_parser as add_bench
+    from oml.tools import add_tool_parsers
+
     parser = argparse.ArgumentParser(prog="oml", description=__doc__)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the service")
+    add_run_arguments(run)
+    run.set_defaults(handler=run_service)
 
     algorithms = commands.add_parser("algorithms", help="registered learners")
     algorithms_commands = algorithms.add_subparsers(metavar="ACTION")
@@ -29,10 +46,48 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(handler=list_algorithms)
 
-    from oml.bench.cli import add_parser as add_bench
-
     add_bench(commands)
+    add_tool_parsers(commands)
     return parser
+
+
+@contextlib.contextmanager
+def kafka(config: Config) -> Iterator[str]:
+    """The configured cluster, or the embedded broker for as long as the command runs."""
+    if config.kafka.bootstrap_servers:
+        yield config.kafka.bootstrap_servers
+        return
+    from oml.kafka.broker import EmbeddedBroker
+
+    with EmbeddedBroker() as broker:
+        log.info(
+            "embedded_broker_started", bootstrap_servers=broker.bootstrap_servers,
+            note="no kafka.bootstrap_servers configured: memory-only Tansu on loopback",
+        )
+        yield broker.bootstrap_servers
+
+
+def run_service(args: argparse.Namespace) -> int:
+    from oml.logs import configure_logging
+    from oml.observability import HealthServer, ServiceMetrics
+    from oml.service import RestoreError, Service
+
+    config = config_from_args(args)
+    configure_logging(config.log.level, config.log.format)
+    metrics = ServiceMetrics()
+    with contextlib.ExitStack() as stack:
+        bootstrap = stack.enter_context(kafka(config))
+        if config.metrics.port:
+            server = stack.enter_context(HealthServer(config.metrics.port, metrics))
+            log.info("http_endpoint_started", url=server.url)
+        service = Service(config, bootstrap_servers=bootstrap, metrics=metrics)
+        service.install_signal_handlers()
+        try:
+            service.run()
+        except RestoreError as exc:
+            log.error("restore_failed", error=str(exc))
+            return 1
+    return 0
 
 
 def list_algorithms(args: argparse.Namespace) -> int:

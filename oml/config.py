@@ -52,6 +52,8 @@ ENV_ALIASES: dict[str, tuple[str, ...]] = {
 """Short names, shared with the test suite's way of naming an external cluster."""
 ENV_CONFIG_FILE = "OML_CONFIG"
 ENV_IGNORED_PREFIX = "OML_TEST_"
+ENV_IGNORED = frozenset({"OML_DATA_DIR", "OML_CACHE_DIR"})
+"""Variables of other oml commands (``oml bench``'s data sets), not service settings."""
 
 # How a free-form table's entries are read (field metadata "table"):
 #   "settings": client settings (librdkafka, schema registry): dotted names, scalar values; from
@@ -77,6 +79,9 @@ class KafkaConfig:
         bootstrap_servers: ``host:port[,host:port...]``; None (the default) starts the embedded
             broker.  Also read from ``OML_BOOTSTRAP_SERVERS``.
         group_id: the consumer group, and the prefix of the changelog topics.
+        instance_id: this instance's stable name within the group; the transactional id is
+            ``{group_id}-{instance_id}``, so a restarted instance fences its own zombie.  Two
+            instances must not share one.  Default: the host name.
         librdkafka: any librdkafka settings passed through to every client as written
             (security.protocol, sasl.*, ssl.*, ...); TOML table ``[kafka.librdkafka]``.  Names
             are not checked here: librdkafka rejects an unknown one when the client is created.
@@ -84,6 +89,7 @@ class KafkaConfig:
 
     bootstrap_servers: str | None = None
     group_id: str = "oml"
+    instance_id: str | None = None
     librdkafka: dict[str, Scalar] = field(default_factory=dict, metadata={"table": _SETTINGS})
 
 
@@ -221,12 +227,10 @@ class MetricsConfig:
 
     Attributes:
         interval_s: how often metrics records are written to the metrics topic.
-        window: the metrics cover the last ``window`` scored-then-labelled events.
         port: HTTP port for ``/metrics``, ``/healthz``, ``/readyz``; 0 turns it off.
     """
 
     interval_s: float = field(default=10.0, metadata={"min": 0})
-    window: int = field(default=1_000, metadata={"min": 1})
     port: int = field(default=0, metadata={"min": 0, "max": 65535})
 
 
@@ -385,7 +389,7 @@ def _env_layer(env: Mapping[str, str]) -> dict[Path, Any]:
     for name in sorted(env):
         if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG_FILE:
             continue
-        if name.startswith(ENV_IGNORED_PREFIX):
+        if name.startswith(ENV_IGNORED_PREFIX) or name in ENV_IGNORED:
             continue
         text = env[name]
         source = f"env {name}"

@@ -20,6 +20,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import struct
@@ -33,6 +34,8 @@ import numpy as np
 from oml.base import Learner, ModelState, StateError
 
 MAGIC = b"OMLS"
+SERVICE_EXTRA_PREFIX = "oml."
+"""``ModelState.extra`` keys with this prefix belong to the service, not the learner."""
 ENVELOPE_VERSION = 1
 _HEADER = struct.Struct(">4sBI")
 _DTYPES = {"float64": np.dtype("<f8"), "int64": np.dtype("<i8"), "bool": np.dtype("?")}
@@ -71,6 +74,10 @@ def model_from_state(state: ModelState, registry: Any = None) -> Learner:
             f"model state of {state.algorithm!r} has state version {state.version}; "
             f"this installation reads up to version {cls.state_version}"
         )
+    service_keys = [k for k in state.extra if k.startswith(SERVICE_EXTRA_PREFIX)]
+    if service_keys:  # the service's own bookkeeping travels in the record, not to the learner
+        extra = {k: v for k, v in state.extra.items() if k not in service_keys}
+        state = dataclasses.replace(state, extra=extra)
     try:
         return cls.import_state(state)
     except StateError:
@@ -94,7 +101,9 @@ def encode_state(state: ModelState) -> bytes:
     try:
         fastavro.schemaless_writer(body, SCHEMA, record)
     except (ValueError, TypeError) as exc:
-        raise StateError(f"model state of {state.algorithm!r} does not fit the schema: {exc}") from exc
+        raise StateError(
+            f"model state of {state.algorithm!r} does not fit the schema: {exc}"
+        ) from exc
     payload = body.getvalue()
     return _HEADER.pack(MAGIC, ENVELOPE_VERSION, zlib.crc32(payload)) + payload
 
@@ -104,7 +113,9 @@ def decode_state(data: bytes) -> ModelState:
         raise StateError(f"model state must be bytes, got {type(data).__name__}")
     data = bytes(data)
     if len(data) < _HEADER.size:
-        raise StateError(f"model state is truncated: {len(data)} bytes, header needs {_HEADER.size}")
+        raise StateError(
+            f"model state is truncated: {len(data)} bytes, the header needs {_HEADER.size}"
+        )
     magic, version, crc = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise StateError(f"not an oml model state (starts with {data[:4]!r}, expected {MAGIC!r})")

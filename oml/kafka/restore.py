@@ -133,9 +133,16 @@ class ChangelogReader:
                                f"(it has {n})")
 
     def batches(
-        self, topic: str, partition: int, start_offset: int = OFFSET_BEGINNING
+        self,
+        topic: str,
+        partition: int,
+        start_offset: int = OFFSET_BEGINNING,
+        *,
+        headers: bool = False,
     ) -> Iterator[list[Record]]:
         """Lists of ``(key, value, offset)`` in offset order, until the partition's end.
+
+        With ``headers=True`` each record is ``(key, value, offset, headers)``.
 
         An empty partition yields nothing.  Raises :class:`RestoreError` on a Kafka error that
         retrying will not fix, or after ``idle_timeout`` seconds without progress.
@@ -156,7 +163,10 @@ class ChangelogReader:
                     error = m.error()
                     if error is None:
                         # a record always has an offset; the stubs allow None for events
-                        records.append((m.key(), m.value(), m.offset()))  # type: ignore[arg-type]
+                        record = (m.key(), m.value(), m.offset())
+                        if headers:
+                            record = (*record, m.headers() or [])
+                        records.append(record)  # type: ignore[arg-type]
                     elif error.code() == eof:
                         done = True
                     elif error.fatal() or error.code() in _TERMINAL:

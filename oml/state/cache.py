@@ -8,7 +8,9 @@ entry resolved before the commit is never written, and only entries already writ
 tombstone when they go.
 
 Changelog records are keyed by event id; the value is a versioned JSON record
-(:class:`CachedEvent`), and a null value deletes.
+(:class:`CachedEvent`), and a null value deletes.  Every record also names the input offset it
+follows from (see :meth:`FeatureCache.take_changes`), which restore uses to leave out records of
+input the consumer group never committed.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class CachedEvent(msgspec.Struct, array_like=False, omit_defaults=True):
     key: str
     features: dict[str, float]
     ts: int
+    offset: int
     prediction: Any = None
 
 
@@ -55,13 +58,14 @@ def decode_cached(data: bytes) -> CachedEvent:
 
 
 class Entry:
-    __slots__ = ("key", "persisted", "prediction", "row", "ts")
+    __slots__ = ("key", "offset", "persisted", "prediction", "row", "ts")
 
-    def __init__(self, key: str, row: np.ndarray, prediction: Any, ts: int) -> None:
+    def __init__(self, key: str, row: np.ndarray, prediction: Any, ts: int, offset: int) -> None:
         self.key = key
         self.row = row
         self.prediction = prediction
         self.ts = ts
+        self.offset = offset
         self.persisted = False
 
 
@@ -74,7 +78,7 @@ class FeatureCache:
         self.entries: dict[str, Entry] = {}
         self._order: deque[tuple[int, str]] = deque()  # insertion order, for expiry
         self._unwritten: list[str] = []  # inserted since the last commit
-        self._tombstones: list[str] = []  # written earlier, gone since the last commit
+        self._tombstones: list[tuple[str, int]] = []  # written earlier, gone since last commit
         self.clock = -(2**62)  # newest event time seen
         self.expired = 0
         self.evicted = 0
@@ -89,15 +93,16 @@ class FeatureCache:
         rows: Iterable[np.ndarray],
         predictions: Sequence[Any],
         timestamps: Sequence[int],
+        offsets: Sequence[int],
     ) -> None:
         entries, order, unwritten = self.entries, self._order, self._unwritten
-        for event_id, key, row, prediction, ts in zip(
-            event_ids, keys, rows, predictions, timestamps, strict=True
+        for event_id, key, row, prediction, ts, offset in zip(
+            event_ids, keys, rows, predictions, timestamps, offsets, strict=True
         ):
             old = entries.get(event_id)
-            if old is not None and old.persisted:
-                self._tombstones.append(event_id)  # a re-sent id replaces the written entry
-            entries[event_id] = Entry(key, row, prediction, ts)
+            if old is not None and old.persisted:  # a re-sent id replaces the written entry
+                self._tombstones.append((event_id, offset))
+            entries[event_id] = Entry(key, row, prediction, ts, offset)
             order.append((ts, event_id))
             unwritten.append(event_id)
         if len(timestamps):
@@ -106,17 +111,21 @@ class FeatureCache:
     def get(self, event_id: str) -> Entry | None:
         return self.entries.get(event_id)
 
-    def drop(self, event_id: str) -> None:
+    def drop(self, event_id: str, offset: int) -> None:
+        """Forget an entry; ``offset`` is the input offset of the event that resolved it."""
         entry = self.entries.pop(event_id, None)
         if entry is not None and entry.persisted:
-            self._tombstones.append(event_id)
+            self._tombstones.append((event_id, offset))
 
     def advance(self, ts: int) -> None:
         """Move the event-time clock (feedback events carry time too)."""
         self.clock = max(self.clock, ts)
 
-    def expire(self) -> int:
-        """Drop entries past the TTL and beyond the size cap; return how many went."""
+    def expire(self, offset: int) -> int:
+        """Drop entries past the TTL and beyond the size cap; return how many went.
+
+        ``offset`` is the input position the expiry follows from (the last processed offset).
+        """
         gone = 0
         horizon = self.clock - self.ttl_ms
         order, entries = self._order, self.entries
@@ -125,7 +134,7 @@ class FeatureCache:
             entry = entries.get(event_id)
             if entry is None or entry.ts != ts:
                 continue  # resolved already, or replaced by a newer entry
-            self.drop(event_id)
+            self.drop(event_id, offset)
             if ts < horizon:
                 self.expired += 1
             else:
@@ -136,21 +145,24 @@ class FeatureCache:
             self._order = deque(sorted(self._order, key=lambda pair: pair[0]))
         return gone
 
-    def take_changes(self, features: Sequence[Hashable]) -> list[tuple[str, bytes | None]]:
-        """The changelog records owed since the last commit: (event_id, value or None)."""
-        out: list[tuple[str, bytes | None]] = [(i, None) for i in self._tombstones]
+    def take_changes(
+        self, features: Sequence[Hashable]
+    ) -> list[tuple[str, bytes | None, int]]:
+        """The changelog records owed since the last commit: (event_id, value or None, offset
+        of the input event it follows from)."""
+        out: list[tuple[str, bytes | None, int]] = [(i, None, o) for i, o in self._tombstones]
         for event_id in self._unwritten:
             entry = self.entries.get(event_id)
             if entry is None or entry.persisted:
                 continue
             entry.persisted = True
-            out.append((event_id, encode_entry(entry, features)))
+            out.append((event_id, encode_entry(entry, features), entry.offset))
         self._tombstones = []
         self._unwritten = []
         return out
 
     def restore(self, event_id: str, record: CachedEvent, row: np.ndarray) -> None:
-        entry = Entry(record.key, row, record.prediction, record.ts)
+        entry = Entry(record.key, row, record.prediction, record.ts, record.offset)
         entry.persisted = True
         self.entries[event_id] = entry
         self._order.append((record.ts, event_id))
@@ -167,5 +179,5 @@ def encode_entry(entry: Entry, features: Sequence[Hashable]) -> bytes:
     if isinstance(prediction, np.generic):
         prediction = prediction.item()
     return _encoder.encode(
-        CachedEvent(CACHE_RECORD_VERSION, entry.key, named, entry.ts, prediction)
+        CachedEvent(CACHE_RECORD_VERSION, entry.key, named, entry.ts, entry.offset, prediction)
     )

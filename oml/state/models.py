@@ -60,12 +60,16 @@ class ModelStore:
 
     def rows_for(self, partition: int, keys: Sequence[str]) -> np.ndarray:
         """The row of each key's model, creating fresh models for keys never seen."""
+        return self.rows_for_partitions([partition] * len(keys), keys)
+
+    def rows_for_partitions(self, partitions: Sequence[int], keys: Sequence[str]) -> np.ndarray:
+        """Like :meth:`rows_for`, each key with its own input partition."""
         rows = self.rows
         out = np.empty(len(keys), dtype=np.intp)
         for i, key in enumerate(keys):
             row = rows.get(key)
             if row is None:
-                row = self._new_row(partition, key, None)
+                row = self._new_row(partitions[i], key, None)
             out[i] = row
         return out
 

@@ -8,20 +8,20 @@ from oml.state.cache import CacheRecordError, FeatureCache, decode_cached
 
 def put(cache, ids, ts, key="k"):
     rows = list(np.arange(len(ids) * 2, dtype=float).reshape(len(ids), 2) + 1)
-    cache.put_many(ids, [key] * len(ids), rows, ["yes"] * len(ids), ts)
+    cache.put_many(ids, [key] * len(ids), rows, ["yes"] * len(ids), ts, list(range(len(ids))))
 
 
 def test_an_event_resolved_before_the_commit_is_never_written():
     cache = FeatureCache(ttl_ms=10_000, max_entries=100)
     put(cache, ["a", "b"], [1, 2])
-    cache.drop("a")
+    cache.drop("a", 5)
     changes = cache.take_changes(["f0", "f1"])
-    assert [event_id for event_id, _ in changes] == ["b"]
+    assert [event_id for event_id, _, _ in changes] == ["b"]
     record = decode_cached(changes[0][1])
     assert record.key == "k" and record.features == {"f0": 3.0, "f1": 4.0} and record.ts == 2
     # b was written, so resolving it later owes a tombstone; a was never written, so nothing
-    cache.drop("b")
-    assert cache.take_changes(["f0", "f1"]) == [("b", None)]
+    cache.drop("b", 7)
+    assert cache.take_changes(["f0", "f1"]) == [("b", None, 7)]
 
 
 def test_ttl_in_event_time_expires_and_tombstones_written_entries():
@@ -29,16 +29,16 @@ def test_ttl_in_event_time_expires_and_tombstones_written_entries():
     put(cache, ["old", "mid"], [0, 70])
     cache.take_changes(["f0", "f1"])  # both written
     put(cache, ["new"], [160])
-    assert cache.expire() == 1
+    assert cache.expire(9) == 1
     assert "old" not in cache.entries and "mid" in cache.entries
     assert cache.expired == 1
-    assert ("old", None) in cache.take_changes(["f0", "f1"])
+    assert ("old", None, 9) in cache.take_changes(["f0", "f1"])
 
 
 def test_size_cap_evicts_the_oldest():
     cache = FeatureCache(ttl_ms=10**9, max_entries=2)
     put(cache, ["a", "b", "c"], [1, 2, 3])
-    cache.expire()
+    cache.expire(3)
     assert sorted(cache.entries) == ["b", "c"] and cache.evicted == 1
 
 
@@ -47,12 +47,12 @@ def test_resent_event_id_replaces_a_written_entry_without_resurrection():
     put(cache, ["a"], [1])
     cache.take_changes(["f0", "f1"])
     put(cache, ["a"], [2])
-    cache.drop("a")
-    assert cache.take_changes(["f0", "f1"]) == [("a", None)]
+    cache.drop("a", 4)
+    assert cache.take_changes(["f0", "f1"]) == [("a", None, 0)]
 
 
 def test_bad_records_are_refused():
     with pytest.raises(CacheRecordError):
         decode_cached(b"not json")
     with pytest.raises(CacheRecordError, match="version"):
-        decode_cached(b'{"v": 9, "key": "k", "features": {}, "ts": 1}')
+        decode_cached(b'{"v": 9, "key": "k", "features": {}, "ts": 1, "offset": 0}')

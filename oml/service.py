@@ -1,0 +1,616 @@
+"""The service loop: predict-and-cache, retrieve-and-update, over Kafka, exactly once.
+
+Read it top to bottom in :meth:`Service.run`: poll a batch, decode it, split it into waves of at
+most one event per key, predict for unlabeled events and cache their features, learn from
+feedback, and at each commit interval write the changelogs and commit (:meth:`Service.commit`
+documents the order).  Partitions come and go through the consumer group; on assignment their
+models and feature cache are rebuilt from the changelogs before any of their events is handled.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from oml.base import LoopBank, StateError
+from oml.codecs.events import DecodedBatch, EventCodec
+from oml.config import Config
+from oml.kafka import clients, deadletter, topics
+from oml.kafka.restore import ChangelogReader
+from oml.observability import ServiceMetrics
+from oml.registry import Registry, default_registry
+from oml.state.cache import CacheRecordError, FeatureCache, decode_cached
+from oml.state.models import ModelStore
+from oml.waves import plan_waves
+
+log = structlog.get_logger()
+
+OFFSET_HEADER = "oml.offset"
+"""Changelog record header: the input offset the record follows from."""
+
+
+class RestoreError(RuntimeError):
+    """A changelog record that cannot be decoded: the service stops rather than skip it."""
+
+
+@dataclass
+class Summary:
+    """What a run did; logged as one line at shutdown."""
+
+    events: int = 0
+    predictions: int = 0
+    learned: int = 0
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    commits: int = 0
+    aborts: int = 0
+    cache_misses: int = 0
+    duplicates: int = 0
+    restored_models: int = 0
+    restored_cache: int = 0
+    seconds: float = 0.0
+
+
+class Service:
+    """One instance of the service: a consumer-group member with its models and caches."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        bootstrap_servers: str | None = None,
+        registry: Registry | None = None,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
+        self.config = config
+        self.bootstrap_servers = bootstrap_servers or config.kafka.bootstrap_servers
+        if not self.bootstrap_servers:
+            raise ValueError("no bootstrap servers: configure kafka.bootstrap_servers")
+        self.registry = registry or default_registry()
+        self.metrics = metrics or ServiceMetrics(process_metrics=False)
+        self.algorithm = config.model.algorithm
+        template = self.registry.create(self.algorithm, dict(config.model.params))
+        self.is_classifier = hasattr(template, "predict_proba_one")
+        self.models = ModelStore(template, self.registry)
+        self.caches: dict[int, FeatureCache] = {}
+        self.codec = EventCodec.from_config(config)
+        self.topics = config.topics
+        self.exactly_once = config.processing.guarantee == "exactly-once"
+        self.instance_id = config.kafka.instance_id or clients.default_instance_id()
+        self.summary = Summary()
+        self._positions: dict[int, int] = {}  # partition -> next offset, since the last commit
+        self._last_offset: dict[int, int] = {}  # partition -> last offset processed
+        self._expired_seen: dict[int, int] = {}
+        self._changed_keys: set[str] = set()
+        self._stop = False
+        self._in_transaction = False
+        self._last_commit = self._last_metrics = time.monotonic()
+        self.consumer: Consumer | None = None
+        self.producer: Producer | None = None
+
+    # ------------------------------------------------------------------------------- running
+    def stop(self, *_: object) -> None:
+        """Ask the loop to finish its batch, commit and return (safe in a signal handler)."""
+        self._stop = True
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    def run(self) -> Summary:
+        """Poll, decode, route, write, commit; until stopped or a bound is reached."""
+        processing = self.config.processing
+        started = time.monotonic()
+        self._connect()
+        self._idle_since: float | None = None  # counts once partitions are assigned
+        try:
+            while not self._stop:
+                self._begin()
+                messages = self.consumer.consume(processing.batch_size, processing.poll_timeout_s)
+                self.metrics.heartbeat()
+                events = [m for m in messages if self._usable(m)]
+                if events:
+                    self._idle_since = time.monotonic()
+                    self.process(events)
+                now = time.monotonic()
+                if now - self._last_commit >= processing.commit_interval_ms / 1000:
+                    self.commit()
+                if now - self._last_metrics >= self.config.metrics.interval_s:
+                    self.emit_metrics()
+                if processing.max_events and self.summary.events >= processing.max_events:
+                    break
+                idle = 0.0 if self._idle_since is None else now - self._idle_since
+                if processing.exit_when_idle_s and idle >= processing.exit_when_idle_s:
+                    break
+            self.emit_metrics()
+            self.commit()
+        finally:
+            self.summary.seconds = time.monotonic() - started
+            self._close()
+        return self.summary
+
+    def _connect(self) -> None:
+        cfg, bs, extra = self.config, self.bootstrap_servers, self.config.kafka.librdkafka
+        t = self.topics
+        admin = AdminClient(clients.admin_config(bs, extra))
+        topics.ensure_topics(
+            admin, t.input, [t.models, t.cache], [t.predictions, t.metrics, t.dead_letter]
+        )
+        if self.exactly_once:
+            producer_config = clients.transactional_producer_config(
+                bs, cfg.kafka.group_id, self.instance_id, extra
+            )
+        else:
+            producer_config = clients.producer_config(bs, extra)
+        self.producer = Producer(producer_config)
+        self.consumer = Consumer(clients.consumer_config(bs, cfg.kafka.group_id, extra))
+        self.reader = ChangelogReader({"bootstrap.servers": bs, **extra})
+        if self.exactly_once:
+            self.producer.init_transactions()
+        self.consumer.subscribe(
+            [t.input], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        log.info(
+            "service_started", input=t.input, algorithm=self.algorithm,
+            guarantee=cfg.processing.guarantee, group_id=cfg.kafka.group_id,
+            instance_id=self.instance_id,
+        )
+
+    def _usable(self, message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return True
+        if error.code() == KafkaError._PARTITION_EOF:
+            return False
+        if error.fatal():
+            raise KafkaException(error)
+        log.warning("consume_error", error=clients.describe_error(error))
+        return False
+
+    def _close(self) -> None:
+        try:
+            if self.consumer is not None:
+                self.consumer.close()  # revokes the partitions: _on_revoke commits
+            if self.producer is not None:
+                if self._in_transaction:
+                    self.producer.abort_transaction()
+                self.producer.flush(30)
+            if getattr(self, "reader", None) is not None:
+                self.reader.close()
+        finally:
+            s = self.summary
+            log.info(
+                "service_stopped", events=s.events, predictions=s.predictions, learned=s.learned,
+                dead_letters=dict(s.dead_letters), cache_misses=s.cache_misses,
+                duplicates=s.duplicates, commits=s.commits, aborts=s.aborts,
+                models=len(self.models), seconds=round(s.seconds, 3),
+            )
+
+    # ---------------------------------------------------------------------------- processing
+    def process(self, messages: Sequence[Message]) -> None:
+        """Handle one polled batch: decode it, then predict-and-cache and retrieve-and-update
+        wave by wave (a wave holds at most one event per key, so it is a few array operations
+        and gives exactly the results of going event by event)."""
+        started = time.perf_counter()
+        batch = self.codec.decode_messages(messages)
+        offsets = np.fromiter((m.offset() for m in messages), np.int64, len(messages))
+        for bad in batch.errors:
+            self.dead_letter(messages[bad.index], bad.reason, bad.message)
+        for m in messages:  # in offset order within each partition
+            self._positions[m.partition()] = m.offset() + 1
+            self._last_offset[m.partition()] = m.offset()
+        self.summary.events += len(messages)
+        n_feedback = int(batch.has_label.sum())
+        self.metrics.count_events("unlabeled", len(batch) - n_feedback)
+        self.metrics.count_events("feedback", n_feedback)
+        if len(batch):
+            partitions = batch.partitions.tolist()
+            rows = self.models.rows_for_partitions(partitions, batch.keys)
+            X = batch.matrix(self.models.bank)
+            event_offsets = offsets[batch.index]
+            for wave in plan_waves(batch.keys):
+                feedback = batch.has_label[wave]
+                unlabeled = wave[~feedback]
+                if len(unlabeled):
+                    self._predict_and_cache(batch, unlabeled, rows, X, event_offsets, partitions)
+                labeled = wave[feedback]
+                if len(labeled):
+                    self._retrieve_and_update(
+                        batch, messages, labeled, rows, X, event_offsets, partitions
+                    )
+            self.producer.poll(0)
+        self.metrics.batch_latency.observe(time.perf_counter() - started)
+
+    def _predict_and_cache(
+        self,
+        batch: DecodedBatch,
+        idx: np.ndarray,
+        rows: np.ndarray,
+        X: np.ndarray,
+        offsets: np.ndarray,
+        partitions: list[int],
+    ) -> None:
+        bank = self.models.bank
+        wave_rows, Xw = rows[idx], X[idx]
+        xs = self._dicts(batch, idx, Xw)
+        prediction = bank.predict(wave_rows, Xw, xs)
+        n_updates = bank.n_updates(wave_rows)
+        ids = [batch.event_ids[i] for i in idx.tolist()]
+        keys = [batch.keys[i] for i in idx.tolist()]
+        ts = batch.timestamps[idx]
+        caches = self.caches
+        for j, (i, row) in enumerate(zip(idx.tolist(), Xw, strict=True)):
+            caches[partitions[i]].put_many(
+                (ids[j],), (keys[j],), (row,), (prediction.labels[j],), (int(ts[j]),),
+                (int(offsets[i]),),
+            )
+        now = int(time.time() * 1000)
+        values = self.codec.encode_predictions(
+            ids, keys, prediction.labels, n_updates=n_updates, event_timestamps=ts,
+            processed_timestamp=now, algorithm=self.algorithm, classes=prediction.classes,
+            proba=prediction.proba, score=prediction.score,
+        )
+        produce, topic = self.producer.produce, self.topics.predictions
+        for key, value in zip(keys, values, strict=True):
+            produce(topic, value=value, key=key.encode())
+        self.summary.predictions += len(idx)
+        self.metrics.predicted.inc(len(idx))
+        valid = ts[ts >= 0]
+        if len(valid):
+            self.metrics.event_latency.observe_many((now - valid) / 1000.0)
+
+    def _retrieve_and_update(
+        self,
+        batch: DecodedBatch,
+        messages: Sequence[Message],
+        idx: np.ndarray,
+        rows: np.ndarray,
+        X: np.ndarray,
+        offsets: np.ndarray,
+        partitions: list[int],
+    ) -> None:
+        models, caches = self.models, self.caches
+        chosen: list[int] = []
+        cached: list[Any] = []
+        for i in idx.tolist():
+            cache = caches[partitions[i]]
+            cache.advance(int(batch.timestamps[i]))
+            event_id = batch.event_ids[i]
+            entry = cache.get(event_id)
+            message = messages[batch.index[i]]
+            if entry is not None and entry.key != batch.keys[i]:
+                self.dead_letter(
+                    message, "key_mismatch",
+                    f"event {event_id!r} was scored for key {entry.key!r}, "
+                    f"its feedback names key {batch.keys[i]!r}",
+                )
+                continue
+            if offsets[i] <= models.learned_offset[rows[i]]:
+                self.summary.duplicates += 1  # replayed input, learned already
+                cache.drop(event_id, int(offsets[i]))
+                continue
+            if entry is None:
+                self.summary.cache_misses += 1
+                self.metrics.cache_misses.inc()
+                if not batch.has_features[i]:
+                    self.dead_letter(
+                        message, "unknown_event",
+                        f"no cached features for event {event_id!r} (never seen here, expired "
+                        "or already labeled) and the feedback carries none",
+                    )
+                    continue
+            else:
+                self.metrics.cache_hits.inc()
+            chosen.append(i)
+            cached.append(entry)
+        if not chosen:
+            return
+        sel = np.array(chosen, dtype=np.intp)
+        Xl = X[sel]
+        if any(entry is not None for entry in cached):
+            Xl = Xl.copy()
+            width = Xl.shape[1]
+            for j, entry in enumerate(cached):
+                if entry is not None:
+                    Xl[j] = 0.0
+                    Xl[j, : min(width, len(entry.row))] = entry.row[:width]
+        labels = [batch.labels[i] for i in chosen]
+        errors = models.bank.learn(rows[sel], Xl, labels, self._dicts(batch, sel, Xl))
+        learned = 0
+        for j, i in enumerate(chosen):
+            error = errors[j]
+            if error is not None:
+                self.dead_letter(messages[batch.index[i]], error.reason, str(error))
+                continue
+            row, p = rows[i], partitions[i]
+            caches[p].drop(batch.event_ids[i], int(offsets[i]))
+            models.learned_offset[row] = offsets[i]
+            entry = cached[j]
+            if entry is not None:
+                self._score(row, entry.prediction, labels[j])
+            models.dirty[p].add(batch.keys[i])
+            self._changed_keys.add(batch.keys[i])
+            learned += 1
+        self.summary.learned += learned
+        self.metrics.learned.inc(learned)
+
+    def _dicts(
+        self, batch: DecodedBatch, idx: np.ndarray, Xw: np.ndarray
+    ) -> list[dict[str, float]] | None:
+        """Feature dicts, only for banks that learn one event at a time (plugins)."""
+        if not isinstance(self.models.bank, LoopBank):
+            return None
+        names = self.models.bank.features
+        return [
+            {str(names[j]): v for j, v in enumerate(row) if v != 0.0} or batch.features(i) or {}
+            for i, row in zip(idx.tolist(), Xw.tolist(), strict=True)
+        ]
+
+    def _score(self, row: int, predicted: Any, label: Any) -> None:
+        """Prequential scoring of the prediction made before the label was known (a model
+        with nothing learned yet predicts None, which counts as wrong, as in River)."""
+        m = self.models
+        if self.is_classifier:
+            m.scored[row] += 1
+            m.correct[row] += predicted == label
+        elif predicted is not None:
+            m.scored[row] += 1
+            error = float(predicted) - float(label)
+            m.abs_err[row] += abs(error)
+            m.sq_err[row] += error * error
+
+    def dead_letter(self, message: Message, reason: str, error: str) -> None:
+        """The original bytes to the dead-letter topic, with the reason in headers."""
+        deadletter.produce_dead_letter(
+            self.producer, self.topics.dead_letter, message, reason, error
+        )
+        self.summary.dead_letters[reason] += 1
+        self.metrics.dead_letter(reason)
+
+    # ------------------------------------------------------------------------------- commits
+    def _begin(self) -> None:
+        if self.exactly_once and not self._in_transaction:
+            self.producer.begin_transaction()
+            self._in_transaction = True
+
+    def commit(self) -> None:
+        """Make everything since the last commit durable and visible, in this order:
+
+        1. Expire feature-cache entries past their event-time TTL or the size cap (their
+           tombstones join the writes below).
+        2. Write the changelogs, coalesced: each key's model state once however often it
+           learned, each new cache entry still unresolved once, and a tombstone for each
+           written entry that went.  Every record goes to the changelog partition with its
+           input partition's number (the topics are co-partitioned) and carries, in the
+           ``oml.offset`` header, the input offset it follows from.
+        3. Exactly-once: add the input offsets to the transaction and commit it, so the
+           predictions, dead letters, metrics and changelog writes become visible together
+           with the offsets, or not at all.  At-least-once: wait until the producer has every
+           record acknowledged, then commit the offsets.  A crash between the two replays input
+           whose updates are already in the changelog; restore leaves out changelog records at
+           or past the committed offset, and each model's learned-offset mark skips replayed
+           feedback, so an event is learned at most once.
+        """
+        if self.producer is None or self.consumer is None:
+            return
+        for partition in list(self.caches):
+            self._write_changelogs(partition)
+        offsets = [
+            TopicPartition(self.topics.input, p, offset) for p, offset in self._positions.items()
+        ]
+        if self.exactly_once:
+            if not self._in_transaction:
+                return
+            try:
+                if offsets:
+                    self.producer.send_offsets_to_transaction(
+                        offsets, self.consumer.consumer_group_metadata()
+                    )
+                self.producer.commit_transaction()
+                self._in_transaction = False
+            except KafkaException as exc:
+                self._in_transaction = False
+                self._recover_from_failed_commit(exc)
+                return
+        else:
+            remaining = self.producer.flush(60)
+            if remaining:
+                raise RuntimeError(f"{remaining} records not acknowledged; offsets not committed")
+            if offsets:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+        self._positions.clear()
+        self._last_commit = time.monotonic()
+        self.summary.commits += 1
+        self.metrics.cache_size.set(sum(len(c) for c in self.caches.values()))
+        self.metrics.models.set(len(self.models))
+
+    def _write_changelogs(self, partition: int) -> None:
+        cache = self.caches[partition]
+        cache.expire(self._last_offset.get(partition, -1))
+        expired = cache.expired + cache.evicted
+        self.metrics.cache_expired.inc(expired - self._expired_seen.get(partition, 0))
+        self._expired_seen[partition] = expired
+        produce = self.producer.produce
+        models = self.models
+        for key, value in models.take_changes(partition):
+            offset = int(models.learned_offset[models.rows[key]])
+            produce(
+                self.topics.models, value=value, key=key.encode(), partition=partition,
+                headers=[(OFFSET_HEADER, str(offset).encode())],
+            )
+        for event_id, value, offset in cache.take_changes(models.bank.features):
+            produce(
+                self.topics.cache, value=value, key=event_id.encode(), partition=partition,
+                headers=[(OFFSET_HEADER, str(offset).encode())],
+            )
+
+    def _recover_from_failed_commit(self, exc: KafkaException) -> None:
+        """An abortable transaction error: abort, then rebuild state and positions from what
+        is committed, as after a restart.  Anything else is fatal."""
+        error = exc.args[0]
+        if not error.txn_requires_abort():
+            raise exc
+        log.warning("transaction_aborted", error=clients.describe_error(error))
+        self.summary.aborts += 1
+        self.producer.abort_transaction()
+        assigned = [tp.partition for tp in self.consumer.assignment()]
+        self._drop(assigned)
+        committed = self._restore(assigned)
+        for p, offset in committed.items():
+            self.consumer.seek(TopicPartition(self.topics.input, p, max(offset, 0)))
+
+    # ---------------------------------------------------------------------------- rebalances
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = [tp.partition for tp in partitions]
+        self.metrics.set_ready(False)
+        self._restore(numbers)
+        self.metrics.set_ready(True)
+        self._idle_since = time.monotonic()  # idleness counts from when there is work to do
+        log.info("partitions_assigned", partitions=numbers, models=len(self.models))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = [tp.partition for tp in partitions]
+        if numbers:
+            self._begin()
+            self.commit()
+        self._drop(numbers)
+        for p in numbers:
+            self.metrics.partition_revoked(p)
+        log.info("partitions_revoked", partitions=numbers)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = [tp.partition for tp in partitions]
+        if self.exactly_once and self._in_transaction:
+            self.producer.abort_transaction()
+            self._in_transaction = False
+        self._drop(numbers)
+        log.warning("partitions_lost", partitions=numbers)
+
+    def _drop(self, partitions: Sequence[int]) -> None:
+        for p in partitions:
+            self.models.drop_partition(p)
+            self.caches.pop(p, None)
+            self._positions.pop(p, None)
+            self._last_offset.pop(p, None)
+            self._expired_seen.pop(p, None)
+
+    def _restore(self, partitions: Sequence[int]) -> dict[int, int]:
+        """Rebuild each partition's models and feature cache from its changelogs, before any of
+        its input is processed; return the committed input offsets.
+
+        The last record per key wins and a null deletes, which is right whether or not the log
+        has been compacted; records are read ``read_committed`` to the end of the partition.
+        Records that follow from input at or past the group's committed offset are left out:
+        they belong to work that was never committed (a broker that shows aborted transactions,
+        or an at-least-once write whose offsets never made it), and that input will be
+        processed again.  A record that cannot be decoded stops the service, naming it.
+        """
+        t = self.topics
+        committed = {
+            tp.partition: tp.offset
+            for tp in self.consumer.committed(
+                [TopicPartition(t.input, p) for p in partitions], timeout=30
+            )
+        }
+        for p in partitions:
+            self.metrics.restore_started(p)
+            limit = max(committed.get(p, 0), 0)
+            self._last_offset[p] = limit - 1
+            models = self._latest(t.models, p, limit)
+            for key, (value, offset) in models.items():
+                try:
+                    self.models.load(p, key.decode(), value)
+                except (StateError, UnicodeDecodeError) as exc:
+                    raise RestoreError(
+                        f"model state for key {key!r} in {t.models} partition {p} at offset "
+                        f"{offset} cannot be decoded: {exc}"
+                    ) from exc
+            cache = self.caches[p] = FeatureCache(
+                self.config.cache.ttl_ms, self.config.cache.max_entries
+            )
+            bank = self.models.bank
+            for key, (value, offset) in self._latest(t.cache, p, limit).items():
+                try:
+                    record = decode_cached(value)
+                except CacheRecordError as exc:
+                    raise RestoreError(
+                        f"feature-cache record for event {key!r} in {t.cache} partition {p} at "
+                        f"offset {offset} cannot be decoded: {exc}"
+                    ) from exc
+                cols = bank.columns(list(record.features))
+                row = np.zeros(len(bank.features))
+                row[cols] = list(record.features.values())
+                cache.restore(key.decode(), record, row)
+            cache.finish_restore()
+            self.summary.restored_models += len(models)
+            self.summary.restored_cache += len(cache)
+            self.metrics.restore_finished(p)
+            log.info("partition_restored", partition=p, models=len(models), cached=len(cache),
+                     committed_offset=limit)
+        self.metrics.models.set(len(self.models))
+        return {p: committed.get(p, 0) for p in partitions}
+
+    def _latest(self, topic: str, partition: int, limit: int) -> dict[bytes, tuple[bytes, int]]:
+        """Last value per key of a changelog partition (nulls delete), among records that
+        follow from input before ``limit``."""
+        latest: dict[bytes, tuple[bytes | None, int]] = {}
+        for records in self.reader.batches(topic, partition, headers=True):
+            for key, value, offset, headers in records:
+                source = _offset_header(headers)
+                if source is not None and source >= limit:
+                    continue
+                latest[key] = (value, offset)
+            self.metrics.add_restored(partition, len(records))
+        return {k: (v, o) for k, (v, o) in latest.items() if v is not None}
+
+    # ------------------------------------------------------------------------------- metrics
+    def emit_metrics(self) -> None:
+        """Prequential metrics, per key for the keys that learned since the last emission and
+        overall, to the metrics topic."""
+        self._last_metrics = time.monotonic()
+        if self.producer is None:
+            return
+        m = self.models
+        keys = sorted(k for k in self._changed_keys if k in m.rows)
+        self._changed_keys = set()
+        rows = np.array([m.rows[k] for k in keys], dtype=np.intp)
+        all_rows = np.fromiter(m.rows.values(), dtype=np.intp, count=len(m.rows))
+        n = np.append(m.scored[rows], m.scored[all_rows].sum())
+        if n[-1] == 0:
+            return
+        safe = np.maximum(n, 1)
+        out: dict[str, Any] = {}
+        if self.is_classifier:
+            correct = np.append(m.correct[rows], m.correct[all_rows].sum())
+            out["accuracy"] = np.where(n > 0, correct / safe, np.nan)
+            self.metrics.accuracy.labels(algorithm=self.algorithm).set(float(out["accuracy"][-1]))
+        else:
+            abs_err = np.append(m.abs_err[rows], m.abs_err[all_rows].sum())
+            sq_err = np.append(m.sq_err[rows], m.sq_err[all_rows].sum())
+            out["mae"] = np.where(n > 0, abs_err / safe, np.nan)
+            out["rmse"] = np.where(n > 0, np.sqrt(sq_err / safe), np.nan)
+        record_keys: list[str | None] = [*keys, None]
+        values = self.codec.encode_metrics(
+            record_keys, n, window=n, timestamp=int(time.time() * 1000),
+            algorithm=self.algorithm, **out,
+        )
+        self._begin()
+        for key, value in zip(record_keys, values, strict=True):
+            self.producer.produce(
+                self.topics.metrics, value=value, key=None if key is None else key.encode()
+            )
+
+
+def _offset_header(headers: list[tuple[str, bytes]] | None) -> int | None:
+    for name, value in headers or ():
+        if name == OFFSET_HEADER:
+            return int(value)
+    return None
