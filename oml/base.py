@@ -183,10 +183,11 @@ class BankPrediction:
 class Bank:
     """Many models of one algorithm and one parameter set, each a row.
 
-    The service keeps one bank per partition and works on it a wave at a time: a wave holds at
-    most one event per row, so the wave's predictions and updates can be done together.  Every
-    bank must give results identical to calling ``predict_one`` / ``learn_one`` on each model in
-    turn (for fast banks: given the same feature columns).
+    The service keeps one bank for all its keys and works on it a stage at a time: a stage's
+    predictions may name a row many times (predicting changes nothing), its updates name each
+    row at most once, so both can be done together.  Every bank must give results identical to
+    calling ``predict_one`` / ``learn_one`` on each model in turn (for fast banks: given the same
+    feature columns).
 
     ``X`` has one row per event and one column per name in :attr:`features` (zeros where an event
     lacks a feature); ``xs`` are the same events as dicts, for banks that want them.
@@ -224,6 +225,10 @@ class Bank:
     def get(self, row: int) -> Learner:
         """A standalone copy of the model in ``row``."""
         raise NotImplementedError
+
+    def export(self, row: int) -> ModelState:
+        """The state of the model in ``row`` (banks may build it without a model object)."""
+        return self.get(row).export_state()
 
     def n_updates(self, rows: np.ndarray) -> np.ndarray:
         raise NotImplementedError

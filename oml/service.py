@@ -1,8 +1,8 @@
 """The service loop: predict-and-cache, retrieve-and-update, over Kafka, exactly once.
 
-Read it top to bottom in :meth:`Service.run`: poll a batch, decode it, split it into waves of at
-most one event per key, predict for unlabeled events and cache their features, learn from
-feedback, and at each commit interval write the changelogs and commit (:meth:`Service.commit`
+Read it top to bottom in :meth:`Service.run`: poll a batch, decode it, split it into stages
+(:mod:`oml.waves`) in which each key learns at most once, predict for unlabeled events and cache
+their features, learn from feedback, and at each commit interval write the changelogs and commit (:meth:`Service.commit`
 documents the order).  Partitions come and go through the consumer group; on assignment their
 models and feature cache are rebuilt from the changelogs before any of their events is handled.
 """
@@ -30,7 +30,7 @@ from oml.observability import ServiceMetrics
 from oml.registry import Registry, default_registry
 from oml.state.cache import CacheRecordError, FeatureCache, decode_cached
 from oml.state.models import ModelStore
-from oml.waves import plan_waves
+from oml.waves import plan_stages
 
 log = structlog.get_logger()
 
@@ -57,6 +57,7 @@ class Summary:
     restored_models: int = 0
     restored_cache: int = 0
     seconds: float = 0.0
+    busy_seconds: float = 0.0  # from the first event consumed to the last commit
 
 
 class Service:
@@ -111,14 +112,17 @@ class Service:
         started = time.monotonic()
         self._connect()
         self._idle_since: float | None = None  # counts once partitions are assigned
+        first_event: float | None = None
         try:
             while not self._stop:
                 self._begin()
-                messages = self.consumer.consume(processing.batch_size, processing.poll_timeout_s)
+                messages = self._poll()
                 self.metrics.heartbeat()
                 events = [m for m in messages if self._usable(m)]
                 if events:
                     self._idle_since = time.monotonic()
+                    if first_event is None:
+                        first_event = self._idle_since
                     self.process(events)
                 now = time.monotonic()
                 if now - self._last_commit >= processing.commit_interval_ms / 1000:
@@ -132,6 +136,8 @@ class Service:
                     break
             self.emit_metrics()
             self.commit()
+            if first_event is not None:
+                self.summary.busy_seconds = time.monotonic() - first_event
         finally:
             self.summary.seconds = time.monotonic() - started
             self._close()
@@ -163,6 +169,18 @@ class Service:
             guarantee=cfg.processing.guarantee, group_id=cfg.kafka.group_id,
             instance_id=self.instance_id,
         )
+
+    def _poll(self) -> list[Message]:
+        """Whatever is already fetched, up to a batch; if nothing is, wait for the first
+        message only (so a quiet stream is not held back to fill a batch)."""
+        processing = self.config.processing
+        messages = self.consumer.consume(processing.batch_size, 0)
+        if messages:
+            return messages
+        first = self.consumer.poll(processing.poll_timeout_s)
+        if first is None:
+            return []
+        return [first, *self.consumer.consume(processing.batch_size - 1, 0)]
 
     def _usable(self, message: Message) -> bool:
         error = message.error()
@@ -197,8 +215,8 @@ class Service:
     # ---------------------------------------------------------------------------- processing
     def process(self, messages: Sequence[Message]) -> None:
         """Handle one polled batch: decode it, then predict-and-cache and retrieve-and-update
-        wave by wave (a wave holds at most one event per key, so it is a few array operations
-        and gives exactly the results of going event by event)."""
+        stage by stage (see :mod:`oml.waves`: a few array operations per stage, and exactly the
+        results of going event by event)."""
         started = time.perf_counter()
         batch = self.codec.decode_messages(messages)
         offsets = np.fromiter((m.offset() for m in messages), np.int64, len(messages))
@@ -216,12 +234,9 @@ class Service:
             rows = self.models.rows_for_partitions(partitions, batch.keys)
             X = batch.matrix(self.models.bank)
             event_offsets = offsets[batch.index]
-            for wave in plan_waves(batch.keys):
-                feedback = batch.has_label[wave]
-                unlabeled = wave[~feedback]
+            for unlabeled, labeled in plan_stages(batch.keys, batch.has_label):
                 if len(unlabeled):
                     self._predict_and_cache(batch, unlabeled, rows, X, event_offsets, partitions)
-                labeled = wave[feedback]
                 if len(labeled):
                     self._retrieve_and_update(
                         batch, messages, labeled, rows, X, event_offsets, partitions
@@ -240,21 +255,26 @@ class Service:
     ) -> None:
         bank = self.models.bank
         wave_rows, Xw = rows[idx], X[idx]
-        xs = self._dicts(batch, idx, Xw)
-        prediction = bank.predict(wave_rows, Xw, xs)
+        prediction = bank.predict(wave_rows, Xw, self._dicts(batch, idx, Xw))
         n_updates = bank.n_updates(wave_rows)
-        ids = [batch.event_ids[i] for i in idx.tolist()]
-        keys = [batch.keys[i] for i in idx.tolist()]
+        pick = idx.tolist()
+        ids = [batch.event_ids[i] for i in pick]
+        keys = [batch.keys[i] for i in pick]
         ts = batch.timestamps[idx]
-        caches = self.caches
-        for j, (i, row) in enumerate(zip(idx.tolist(), Xw, strict=True)):
-            caches[partitions[i]].put_many(
-                (ids[j],), (keys[j],), (row,), (prediction.labels[j],), (int(ts[j]),),
-                (int(offsets[i]),),
-            )
+        labels = prediction.labels
+        cache_rows = list(Xw)
+        for p, sel in _by_partition(batch.partitions[idx]):
+            if sel is None:
+                self.caches[p].put_many(ids, keys, cache_rows, labels, ts.tolist(),
+                                        offsets[idx].tolist())
+            else:
+                self.caches[p].put_many(
+                    [ids[j] for j in sel], [keys[j] for j in sel], [cache_rows[j] for j in sel],
+                    [labels[j] for j in sel], ts[sel].tolist(), offsets[idx[sel]].tolist(),
+                )
         now = int(time.time() * 1000)
         values = self.codec.encode_predictions(
-            ids, keys, prediction.labels, n_updates=n_updates, event_timestamps=ts,
+            ids, keys, labels, n_updates=n_updates, event_timestamps=ts,
             processed_timestamp=now, algorithm=self.algorithm, classes=prediction.classes,
             proba=prediction.proba, score=prediction.score,
         )
@@ -278,69 +298,95 @@ class Service:
         partitions: list[int],
     ) -> None:
         models, caches = self.models, self.caches
-        chosen: list[int] = []
-        cached: list[Any] = []
-        for i in idx.tolist():
-            cache = caches[partitions[i]]
-            cache.advance(int(batch.timestamps[i]))
-            event_id = batch.event_ids[i]
-            entry = cache.get(event_id)
-            message = messages[batch.index[i]]
-            if entry is not None and entry.key != batch.keys[i]:
-                self.dead_letter(
-                    message, "key_mismatch",
-                    f"event {event_id!r} was scored for key {entry.key!r}, "
-                    f"its feedback names key {batch.keys[i]!r}",
+        for p, sel in _by_partition(batch.partitions[idx]):
+            ts = batch.timestamps[idx if sel is None else idx[sel]]
+            caches[p].advance(int(ts.max()))
+        pick = idx.tolist()
+        ids = [batch.event_ids[i] for i in pick]
+        keys = [batch.keys[i] for i in pick]
+        entries = [caches[partitions[i]].entries.get(e) for i, e in zip(pick, ids, strict=True)]
+        offs = offsets[idx]
+        replayed = offs <= models.learned_offset[rows[idx]]
+        suspect = [e is None or e.key != k for e, k in zip(entries, keys, strict=True)]
+        keep = np.ones(len(idx), dtype=bool)
+        if replayed.any() or any(suspect):
+            for j in range(len(idx)):
+                keep[j] = self._check_feedback(
+                    batch, messages, pick[j], entries[j], bool(replayed[j]), offs[j], partitions
                 )
-                continue
-            if offsets[i] <= models.learned_offset[rows[i]]:
-                self.summary.duplicates += 1  # replayed input, learned already
-                cache.drop(event_id, int(offsets[i]))
-                continue
-            if entry is None:
-                self.summary.cache_misses += 1
-                self.metrics.cache_misses.inc()
-                if not batch.has_features[i]:
-                    self.dead_letter(
-                        message, "unknown_event",
-                        f"no cached features for event {event_id!r} (never seen here, expired "
-                        "or already labeled) and the feedback carries none",
-                    )
-                    continue
-            else:
-                self.metrics.cache_hits.inc()
-            chosen.append(i)
-            cached.append(entry)
-        if not chosen:
+        hits = sum(1 for e in entries if e is not None)
+        self.metrics.cache_hits.inc(hits)
+        if not keep.all():
+            idx, offs = idx[keep], offs[keep]
+            where = np.flatnonzero(keep).tolist()
+            ids = [ids[j] for j in where]
+            keys = [keys[j] for j in where]
+            entries = [entries[j] for j in where]
+        if not len(idx):
             return
-        sel = np.array(chosen, dtype=np.intp)
-        Xl = X[sel]
-        if any(entry is not None for entry in cached):
-            Xl = Xl.copy()
-            width = Xl.shape[1]
-            for j, entry in enumerate(cached):
-                if entry is not None:
+        wave_rows = rows[idx]
+        width = X.shape[1]
+        if all(e is not None and len(e.row) == width for e in entries):
+            Xl = np.array([e.row for e in entries])
+        else:  # cache misses with features of their own, or rows cached before new columns
+            Xl = X[idx].copy()
+            for j, e in enumerate(entries):
+                if e is not None:
                     Xl[j] = 0.0
-                    Xl[j, : min(width, len(entry.row))] = entry.row[:width]
-        labels = [batch.labels[i] for i in chosen]
-        errors = models.bank.learn(rows[sel], Xl, labels, self._dicts(batch, sel, Xl))
-        learned = 0
-        for j, i in enumerate(chosen):
-            error = errors[j]
-            if error is not None:
-                self.dead_letter(messages[batch.index[i]], error.reason, str(error))
-                continue
-            row, p = rows[i], partitions[i]
-            caches[p].drop(batch.event_ids[i], int(offsets[i]))
-            models.learned_offset[row] = offsets[i]
-            entry = cached[j]
-            if entry is not None:
-                self._score(row, entry.prediction, labels[j])
-            models.dirty[p].add(batch.keys[i])
-            self._changed_keys.add(batch.keys[i])
-            learned += 1
-        self.summary.learned += learned
-        self.metrics.learned.inc(learned)
+                    Xl[j, : min(width, len(e.row))] = e.row[:width]
+        labels = [batch.labels[i] for i in idx.tolist()]
+        errors = models.bank.learn(wave_rows, Xl, labels, self._dicts(batch, idx, Xl))
+        ok = np.array([e is None for e in errors], dtype=bool)
+        if not ok.all():
+            for j in np.flatnonzero(~ok).tolist():
+                self.dead_letter(messages[batch.index[idx[j]]], errors[j].reason, str(errors[j]))
+            where = np.flatnonzero(ok).tolist()
+            idx, offs, wave_rows = idx[ok], offs[ok], wave_rows[ok]
+            ids = [ids[j] for j in where]
+            keys = [keys[j] for j in where]
+            entries = [entries[j] for j in where]
+            labels = [labels[j] for j in where]
+        models.learned_offset[wave_rows] = offs
+        self._score(wave_rows, entries, labels)
+        for p, sel in _by_partition(batch.partitions[idx]):
+            if sel is None:
+                caches[p].drop_many(ids, offs.tolist())
+                models.dirty[p].update(keys)
+            else:
+                caches[p].drop_many([ids[j] for j in sel], offs[sel].tolist())
+                models.dirty[p].update(keys[j] for j in sel)
+        self._changed_keys.update(keys)
+        self.summary.learned += len(idx)
+        self.metrics.learned.inc(len(idx))
+
+    def _check_feedback(
+        self, batch: DecodedBatch, messages: Sequence[Message], i: int, entry: Any,
+        replayed: bool, offset: int, partitions: list[int],
+    ) -> bool:
+        """The rare cases of a feedback event; True if it is to be learned from."""
+        event_id, message = batch.event_ids[i], messages[batch.index[i]]
+        if entry is not None and entry.key != batch.keys[i]:
+            self.dead_letter(
+                message, "key_mismatch",
+                f"event {event_id!r} was scored for key {entry.key!r}, "
+                f"its feedback names key {batch.keys[i]!r}",
+            )
+            return False
+        if replayed:
+            self.summary.duplicates += 1  # replayed input whose update is in the state already
+            self.caches[partitions[i]].drop_many([event_id], [int(offset)])
+            return False
+        if entry is None:
+            self.summary.cache_misses += 1
+            self.metrics.cache_misses.inc()
+            if not batch.has_features[i]:
+                self.dead_letter(
+                    message, "unknown_event",
+                    f"no cached features for event {event_id!r} (never seen here, expired or "
+                    "already labeled) and the feedback carries none",
+                )
+                return False
+        return True
 
     def _dicts(
         self, batch: DecodedBatch, idx: np.ndarray, Xw: np.ndarray
@@ -354,18 +400,29 @@ class Service:
             for i, row in zip(idx.tolist(), Xw.tolist(), strict=True)
         ]
 
-    def _score(self, row: int, predicted: Any, label: Any) -> None:
-        """Prequential scoring of the prediction made before the label was known (a model
-        with nothing learned yet predicts None, which counts as wrong, as in River)."""
+    def _score(self, rows: np.ndarray, entries: list[Any], labels: list[Any]) -> None:
+        """Prequential scoring of the predictions made before the labels were known (a model
+        with nothing learned yet predicts None, which counts as wrong, as in River).  Feedback
+        that missed the cache has no prediction to score."""
+        scored = [j for j, e in enumerate(entries) if e is not None]
+        if not scored:
+            return
         m = self.models
+        if len(scored) < len(entries):
+            rows = rows[scored]
+            entries = [entries[j] for j in scored]
+            labels = [labels[j] for j in scored]
+        predicted = [e.prediction for e in entries]
         if self.is_classifier:
-            m.scored[row] += 1
-            m.correct[row] += predicted == label
-        elif predicted is not None:
-            m.scored[row] += 1
-            error = float(predicted) - float(label)
-            m.abs_err[row] += abs(error)
-            m.sq_err[row] += error * error
+            m.scored[rows] += 1
+            m.correct[rows] += np.array([p == y for p, y in zip(predicted, labels, strict=True)])
+            return
+        known = [j for j, p in enumerate(predicted) if p is not None]
+        error = np.array([float(predicted[j]) - float(labels[j]) for j in known])
+        rows = rows[known]
+        m.scored[rows] += 1
+        m.abs_err[rows] += np.abs(error)
+        m.sq_err[rows] += error * error
 
     def dead_letter(self, message: Message, reason: str, error: str) -> None:
         """The original bytes to the dead-letter topic, with the reason in headers."""
@@ -614,3 +671,11 @@ def _offset_header(headers: list[tuple[str, bytes]] | None) -> int | None:
         if name == OFFSET_HEADER:
             return int(value)
     return None
+
+
+def _by_partition(parts: np.ndarray) -> list[tuple[int, np.ndarray | None]]:
+    """Positions of each partition's events in a wave; None means all of them."""
+    first = int(parts[0])
+    if (parts == first).all():
+        return [(first, None)]
+    return [(int(p), np.flatnonzero(parts == p)) for p in np.unique(parts)]

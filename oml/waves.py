@@ -1,12 +1,16 @@
-"""Waves: split a batch so that each wave holds at most one event per key.
+"""Stages: split a batch so that each stage's work is a few array operations over many keys.
 
-Events of different keys touch different models, so a wave's predictions and updates can run
-together as a few array operations, while each key still sees its events in order.  Processing
-the waves one after another therefore gives exactly the results of processing the batch event
-by event.
+Only learning changes a model, so what must stay in order per key is its feedback.  An event's
+*stage* is the number of feedback events of its key before it in the batch.  Stage ``s`` is
+processed as: predict for all its unlabeled events (a key may have many: they all see the same
+model), then learn from all its feedback (at most one per key, since the next one of that key
+is in stage ``s + 1``).  Going stage by stage therefore gives exactly the results of going event
+by event, with far fewer, larger array operations.
 
->>> [w.tolist() for w in plan_waves(["a", "b", "a", "a", "c", "b"])]
-[[0, 1, 4], [2, 5], [3]]
+>>> for unlabeled, feedback in plan_stages(["a", "a", "b", "a", "a"], [0, 0, 1, 1, 0]):
+...     print(unlabeled.tolist(), feedback.tolist())
+[0, 1] [2, 3]
+[4] []
 """
 
 from __future__ import annotations
@@ -16,21 +20,30 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def plan_waves(keys: Sequence[str]) -> list[np.ndarray]:
-    """Indices of the events in each wave, in batch order within a wave."""
+def plan_stages(
+    keys: Sequence[str], is_feedback: Sequence[bool] | np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(unlabeled indices, feedback indices) of each stage, in batch order within each."""
     n = len(keys)
-    occurrence = np.empty(n, dtype=np.intp)
-    seen: dict[str, int] = {}
-    get = seen.get
-    for i, key in enumerate(keys):
-        k = get(key, 0)
-        occurrence[i] = k
-        seen[key] = k + 1
     if n == 0:
         return []
-    depth = int(occurrence.max()) + 1
+    feedback = np.asarray(is_feedback, dtype=bool)
+    stage = np.empty(n, dtype=np.intp)
+    learned: dict[str, int] = {}
+    get = learned.get
+    for i, (key, fb) in enumerate(zip(keys, feedback.tolist(), strict=True)):
+        s = get(key, 0)
+        stage[i] = s
+        if fb:
+            learned[key] = s + 1
+    depth = int(stage.max()) + 1
     if depth == 1:
-        return [np.arange(n)]
-    order = np.argsort(occurrence, kind="stable")
-    bounds = np.cumsum(np.bincount(occurrence, minlength=depth))[:-1]
-    return np.split(order, bounds)
+        everything = np.arange(n)
+        return [(everything[~feedback], everything[feedback])]
+    order = np.argsort(stage, kind="stable")
+    bounds = np.cumsum(np.bincount(stage, minlength=depth))[:-1]
+    out = []
+    for part in np.split(order, bounds):
+        fb = feedback[part]
+        out.append((part[~fb], part[fb]))
+    return out

@@ -248,8 +248,11 @@ class LinearBank(Bank):
     # ---- models in and out ------------------------------------------------------------------
 
     def add(self, model: Any = None) -> int:
-        if model is None:
-            model = self.proto.clone()
+        if model is None:  # a fresh model: the template's state, exported once
+            state = self.__dict__.get("_blank")
+            if state is None:
+                state = self._blank = self.proto.clone().export_state()
+            return self._add_state(state)
         if type(model) is not self.model_class:
             raise TypeError(
                 f"this bank holds {self.model_class.__name__}, not {type(model).__name__}"
@@ -257,6 +260,9 @@ class LinearBank(Bank):
         state = model.export_state()
         if state.params != self.params:
             raise ValueError(f"model params {state.params} differ from the bank's {self.params}")
+        return self._add_state(state)
+
+    def _add_state(self, state: ModelState) -> int:
         cols = self.columns(state.features)
         cols = np.concatenate([np.arange(self.n_bias), self.n_bias + cols]).astype(np.intp)
         arrays = {name: self._fit(name, a) for name, a in state.arrays.items()}
@@ -277,9 +283,13 @@ class LinearBank(Bank):
             self.rows.put(name, (row,), cols, a[0])
 
     def get(self, row: int) -> Any:
+        return self.model_class.import_state(self.export(row))
+
+    def export(self, row: int) -> ModelState:
+        """The state of the model in ``row``, as ``get(row).export_state()`` gives it."""
         self._check_row(row)
         labels, arrays = self._row_state(row, self.width)
-        state = ModelState(
+        return ModelState(
             algorithm=self.model_class.algorithm,
             version=self.model_class.state_version,
             params=dict(self.params),
@@ -288,7 +298,6 @@ class LinearBank(Bank):
             arrays=arrays,
             n_updates=int(self._updates[row]),
         )
-        return self.model_class.import_state(state)
 
     def _row_state(self, row: int, width: int) -> tuple[list[Label], dict[str, np.ndarray]]:
         arrays = {n: np.array(self.rows.get(n, (row,), width))[None] for n in self.state_names}

@@ -298,6 +298,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "µs per event of predict_one + learn_one at several dimensions", add_speed_arguments,
         run_speed,
     ),
+    "throughput": Subcommand(
+        "the service's events/s and latency against a bare consume→produce loop",
+        lambda p: __import__("oml.bench.throughput", fromlist=["x"]).add_arguments(p),
+        lambda a: __import__("oml.bench.throughput", fromlist=["x"]).main(a),
+    ),
 }  # fmt: skip
 DEFAULT_SUBCOMMAND = "learners"
 

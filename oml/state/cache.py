@@ -111,6 +111,13 @@ class FeatureCache:
     def get(self, event_id: str) -> Entry | None:
         return self.entries.get(event_id)
 
+    def drop_many(self, event_ids: Sequence[str], offsets: Sequence[int]) -> None:
+        pop, tombstones = self.entries.pop, self._tombstones
+        for event_id, offset in zip(event_ids, offsets, strict=True):
+            entry = pop(event_id, None)
+            if entry is not None and entry.persisted:
+                tombstones.append((event_id, offset))
+
     def drop(self, event_id: str, offset: int) -> None:
         """Forget an entry; ``offset`` is the input offset of the event that resolved it."""
         entry = self.entries.pop(event_id, None)

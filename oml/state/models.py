@@ -78,7 +78,7 @@ class ModelStore:
 
     def export(self, key: str) -> bytes:
         row = self.rows[key]
-        state = self.bank.get(row).export_state()
+        state = self.bank.export(row)
         extra = {
             **state.extra,
             LEARNED_OFFSET: int(self.learned_offset[row]),

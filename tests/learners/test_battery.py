@@ -213,9 +213,24 @@ def test_bank_matches_one_model_at_a_time(model):
         got = bank.predict(wave_rows, X, xs)
         expected = [singles[k].predict_one(x) for k, x, _ in wave]
         assert got.labels == expected
+        # a row may be named many times in one prediction call
+        twice = bank.predict(np.concatenate([wave_rows, wave_rows]), np.vstack([X, X]), xs + xs)
+        assert twice.labels == expected + expected
         errors = bank.learn(wave_rows, X, [y for _, _, y in wave], xs)
         assert errors == [None] * len(wave)
         for k, x, y in wave:
             singles[k].learn_one(x, y)
     for k in range(n_keys):
         assert bank.get(rows[k]).export_state() == singles[k].export_state()
+
+
+def test_bank_export_is_the_state_of_get(model):
+    bank = type(model).make_bank(model)
+    row = bank.add()
+    x = {"f0": 1.0, "f1": 2.0}
+    cols = bank.columns(["f0", "f1"])
+    X = np.zeros((1, len(bank.features)))
+    X[0, cols] = [1.0, 2.0]
+    y = 1.0 if is_regressor(model) else "cat"
+    assert bank.learn(np.array([row]), X, [y], [x]) == [None]
+    assert bank.export(row) == bank.get(row).export_state()

@@ -62,7 +62,8 @@ class Perceptron(base.Classifier, Learner):
         if not scores:
             return {}
         top = max(scores.values())
-        exp = {c: math.exp(s - top) for c, s in scores.items()}
+        # in label order, so the sum is the same however the classes were first met
+        exp = {c: math.exp(scores[c] - top) for c in sorted(scores, key=label_sort_key)}
         total = sum(exp.values())
         return {c: e / total for c, e in exp.items()}
 

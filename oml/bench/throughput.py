@@ -1,0 +1,284 @@
+"""``oml bench throughput``: the service's rate and latency against a bare pass-through.
+
+Both are measured in one run, on one broker, over the same input topic:
+
+* **pass-through**: a consumer-group member that consumes in batches and produces every
+  message's bytes to an output topic (no decoding, no learning, no transactions): the most a
+  Python consume-produce loop moves here;
+* **service**: ``oml run``'s loop with the configured guarantee (exactly-once by default) on the
+  same events: decode, predict-and-cache, retrieve-and-update, changelogs, commits.
+
+Rates count events from the first one consumed until the last one is committed (group joins
+are not counted).  Then the service runs once more while events are produced at a fixed rate,
+and the latency of each prediction is its processing time minus its event time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from oml.codecs.events import Event, EventEncoder
+from oml.config import Config, load_config
+
+DEFAULT_OUT = Path("benchmarks/throughput")
+TARGET_RATIO = 0.4
+TEST_CLIENT = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+
+
+@dataclass
+class Result:
+    events: int
+    keys: int
+    features: int
+    partitions: int
+    guarantee: str
+    algorithm: str
+    passthrough_events_per_s: float
+    service_events_per_s: float
+    ratio: float
+    target_ratio: float
+    latency_rate: float
+    latency_ms_p50: float
+    latency_ms_p99: float
+    latency_ms_max: float
+    machine: str
+
+
+def synthetic_events(n: int, n_keys: int, d: int, delay: int, seed: int = 0,
+                     start_ms: int | None = None) -> Iterator[Event]:
+    """``n`` input messages (n // 2 pairs): unlabeled events over ``n_keys`` keys with ``d``
+    features, each labeled by a feedback event ``delay`` events later (labels from a noisy
+    linear teacher)."""
+    pairs = n // 2
+    rng = np.random.default_rng(seed)
+    teacher = rng.normal(size=d)
+    names = [f"f{j}" for j in range(d)]
+    X = rng.normal(size=(pairs, d))
+    y = (X @ teacher + rng.normal(scale=0.3, size=pairs)) > 0
+    keys = rng.integers(0, n_keys, size=pairs)
+    start = int(time.time() * 1000) if start_ms is None else start_ms
+    pending: list[Event] = []
+    for i in range(pairs):
+        key = f"key-{keys[i]}"
+        yield Event(f"e{i}", key, dict(zip(names, X[i].tolist(), strict=True)), None, start + i)
+        pending.append(Event(f"e{i}", key, None, bool(y[i]), start + i))
+        if len(pending) > delay:
+            yield pending.pop(0)
+    yield from pending
+
+
+def _produce(bootstrap: str, topic: str, events: Iterator[Event], rate: float | None = None,
+             stamp: bool = False) -> int:
+    encoder = EventEncoder()
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
+                         "batch.num.messages": 10_000, "queue.buffering.max.messages": 1_000_000})
+    started = time.monotonic()
+    sent = 0
+    for event in events:
+        if stamp:
+            event.timestamp = int(time.time() * 1000)
+        while True:
+            try:
+                producer.produce(topic, value=encoder(event), key=event.key.encode())
+                break
+            except BufferError:
+                producer.poll(0.01)
+        sent += 1
+        if rate is not None:
+            ahead = sent / rate - (time.monotonic() - started)
+            if ahead > 0.002:
+                producer.poll(0)
+                time.sleep(ahead)
+    producer.flush(120)
+    return sent
+
+
+def passthrough(bootstrap: str, source: str, sink: str, n: int, batch: int = 10_000) -> float:
+    """Bare consume → produce of ``n`` messages; events per second."""
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": f"passthrough-{uuid.uuid4().hex[:8]}",
+        "auto.offset.reset": "earliest", "enable.auto.commit": False,
+        "fetch.queue.backoff.ms": 10, "fetch.wait.max.ms": 100, **TEST_CLIENT,
+    })
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
+                         "enable.idempotence": True, "batch.num.messages": 10_000,
+                         "queue.buffering.max.messages": 1_000_000})
+    consumer.subscribe([source])
+    moved = 0
+    first = None
+    try:
+        while moved < n:
+            messages = consumer.consume(batch, 1.0)
+            if messages and first is None:
+                first = time.perf_counter()
+            produce = producer.produce
+            for m in messages:
+                if m.error() is None:
+                    produce(sink, value=m.value(), key=m.key())
+                    moved += 1
+            producer.poll(0)
+        producer.flush(120)
+        consumer.commit(asynchronous=False)
+    finally:
+        consumer.close()
+    assert first is not None
+    return n / (time.perf_counter() - first)
+
+
+def service_rate(config: Config, bootstrap: str, n: int) -> float:
+    from oml.service import Service
+
+    service = Service(config, bootstrap_servers=bootstrap)
+    service.run()
+    return n / service.summary.busy_seconds
+
+
+def latency(config: Config, bootstrap: str, n: int, n_keys: int, d: int, rate: float,
+            ) -> tuple[float, float, float]:
+    """Run the service while ``n`` events arrive at ``rate``/s; prediction latency in ms."""
+    from oml.service import Service
+
+    service = Service(config, bootstrap_servers=bootstrap)
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not service.metrics.is_ready and time.monotonic() < deadline:
+        time.sleep(0.1)
+    _produce(bootstrap, config.topics.input,
+             synthetic_events(n, n_keys, d, delay=100, seed=1), rate=rate, stamp=True)
+    thread.join(300)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
+                         "auto.offset.reset": "earliest", "enable.partition.eof": True,
+                         "isolation.level": "read_committed", "fetch.queue.backoff.ms": 10})
+    consumer.subscribe([config.topics.predictions])
+    lat: list[float] = []
+    eof: set[int] = set()
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            for m in consumer.consume(10_000, 0.5):
+                if m.error() is None:
+                    p = json.loads(m.value())
+                    lat.append(p["processed_timestamp"] - p["event_timestamp"])
+                elif m.error().code() == KafkaError._PARTITION_EOF:
+                    eof.add(m.partition())
+            if len(lat) >= n // 2 or (eof and len(eof) == len(consumer.assignment())
+                                      and lat):
+                break
+    finally:
+        consumer.close()
+    a = np.array(lat, dtype=float)
+    return float(np.percentile(a, 50)), float(np.percentile(a, 99)), float(a.max())
+
+
+def run(
+    *,
+    events: int = 200_000,
+    keys: int = 1000,
+    features: int = 4,
+    partitions: int = 4,
+    guarantee: str = "exactly-once",
+    algorithm: str = "pa",
+    latency_rate: float = 5_000.0,
+    latency_events: int = 20_000,
+    bootstrap_servers: str | None = None,
+    out: Path = DEFAULT_OUT,
+) -> Result:
+    from oml.kafka.broker import EmbeddedBroker
+
+    with contextlib.ExitStack() as stack:
+        if bootstrap_servers is None:
+            bootstrap_servers = stack.enter_context(EmbeddedBroker()).bootstrap_servers
+        run_id = uuid.uuid4().hex[:8]
+        source = f"bench-{run_id}"
+        admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+        futures = admin.create_topics([NewTopic(source, partitions),
+                                       NewTopic(f"{source}.copy", partitions),
+                                       NewTopic(f"{source}-lat", partitions)])
+        for f in futures.values():
+            f.result(30)
+        events = _produce(bootstrap_servers, source,
+                          synthetic_events(events, keys, features, delay=100))
+        bare = passthrough(bootstrap_servers, source, f"{source}.copy", events)
+
+        def config(topic: str, **extra: Any) -> Config:
+            return load_config(None, {}, {
+                "kafka.bootstrap_servers": bootstrap_servers, "kafka.group_id": f"g-{topic}",
+                "kafka.instance_id": "bench", "kafka.librdkafka": TEST_CLIENT,
+                "topics.input": topic, "model.algorithm": algorithm,
+                "processing.guarantee": guarantee, "processing.exit_when_idle_s": 3.0,
+                **extra,
+            })
+
+        rate = service_rate(config(source, **{"processing.max_events": events}),
+                            bootstrap_servers, events)
+        p50, p99, worst = latency(config(f"{source}-lat"), bootstrap_servers, latency_events,
+                                  keys, features, latency_rate)
+    result = Result(
+        events=events, keys=keys, features=features, partitions=partitions, guarantee=guarantee,
+        algorithm=algorithm, passthrough_events_per_s=round(bare),
+        service_events_per_s=round(rate), ratio=round(rate / bare, 3),
+        target_ratio=TARGET_RATIO, latency_rate=latency_rate, latency_ms_p50=p50,
+        latency_ms_p99=p99, latency_ms_max=worst,
+        machine=f"{platform.machine()} {platform.python_implementation()} "
+                f"{platform.python_version()}",
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "throughput.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
+    return result
+
+
+def add_arguments(p: Any) -> None:
+    p.add_argument("--events", type=int, default=200_000, help="input messages (default 200000)")
+    p.add_argument("--keys", type=int, default=1000, help="model keys (default 1000)")
+    p.add_argument("--features", type=int, default=4, help="features per event (default 4)")
+    p.add_argument("--partitions", type=int, default=4, help="input partitions (default 4)")
+    p.add_argument("--guarantee", choices=["exactly-once", "at-least-once"],
+                   default="exactly-once")
+    p.add_argument("--algorithm", default="pa", help="learner (default pa)")
+    p.add_argument("--latency-rate", type=float, default=5_000.0,
+                   help="events/s offered in the latency run (default 5000)")
+    p.add_argument("--latency-events", type=int, default=20_000)
+    p.add_argument("--bootstrap-servers", help="a cluster to use instead of the embedded broker")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default {DEFAULT_OUT}")
+
+
+def main(parsed: Any) -> int:
+    import argparse
+
+    from oml.logs import configure_logging
+
+    defaults = argparse.ArgumentParser()
+    add_arguments(defaults)
+    args = defaults.parse_args([])  # the bench parser leaves unset options out
+    for name, value in vars(parsed).items():
+        if name in vars(args):
+            setattr(args, name, value)
+
+    configure_logging("warning")
+    r = run(events=args.events, keys=args.keys, features=args.features,
+            partitions=args.partitions, guarantee=args.guarantee, algorithm=args.algorithm,
+            latency_rate=args.latency_rate, latency_events=args.latency_events,
+            bootstrap_servers=args.bootstrap_servers, out=args.out)
+    print(f"{'pass-through (bare consume→produce)':<40} {r.passthrough_events_per_s:>10,.0f} ev/s")
+    print(f"{'oml service (' + r.guarantee + ', ' + r.algorithm + ')':<40} "
+          f"{r.service_events_per_s:>10,.0f} ev/s")
+    verdict = "meets" if r.ratio >= r.target_ratio else "MISSES"
+    print(f"{'ratio':<40} {r.ratio:>10.3f}   ({verdict} the {r.target_ratio} target)")
+    print(f"latency at {r.latency_rate:,.0f} ev/s: p50 {r.latency_ms_p50:.0f} ms, "
+          f"p99 {r.latency_ms_p99:.0f} ms, max {r.latency_ms_max:.0f} ms")
+    print(f"written to {args.out / 'throughput.json'}")
+    return 0 if r.ratio >= r.target_ratio else 1
