@@ -2,9 +2,10 @@
 
 Read it top to bottom in :meth:`Service.run`: poll a batch, decode it, split it into stages
 (:mod:`oml.waves`) in which each key learns at most once, predict for unlabeled events and cache
-their features, learn from feedback, and at each commit interval write the changelogs and commit (:meth:`Service.commit`
-documents the order).  Partitions come and go through the consumer group; on assignment their
-models and feature cache are rebuilt from the changelogs before any of their events is handled.
+their features, learn from feedback, and at each commit interval write the changelogs and
+commit (:meth:`Service.commit` documents the order).  Partitions come and go through the
+consumer group; on assignment their models and feature cache are rebuilt from the changelogs
+before any of their events is handled.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from oml.kafka import clients, deadletter, topics
 from oml.kafka.restore import ChangelogReader
 from oml.observability import ServiceMetrics
 from oml.registry import Registry, default_registry
-from oml.state.cache import CacheRecordError, FeatureCache, decode_cached
+from oml.state.cache import (
+    KEY,
+    PREDICTION,
+    ROW,
+    CacheRecordError,
+    FeatureCache,
+    decode_cached,
+)
 from oml.state.models import ModelStore
 from oml.waves import plan_stages
 
@@ -61,7 +69,7 @@ class Summary:
 
 
 class Service:
-    """One instance of the service: a consumer-group member with its models and caches."""
+    """One instance of the service: a consumer-group member with its models and cache."""
 
     def __init__(
         self,
@@ -81,7 +89,7 @@ class Service:
         template = self.registry.create(self.algorithm, dict(config.model.params))
         self.is_classifier = hasattr(template, "predict_proba_one")
         self.models = ModelStore(template, self.registry)
-        self.caches: dict[int, FeatureCache] = {}
+        self.cache = FeatureCache(config.cache.ttl_ms, config.cache.max_entries)
         self.codec = EventCodec.from_config(config)
         self.topics = config.topics
         self.exactly_once = config.processing.guarantee == "exactly-once"
@@ -89,7 +97,6 @@ class Service:
         self.summary = Summary()
         self._positions: dict[int, int] = {}  # partition -> next offset, since the last commit
         self._last_offset: dict[int, int] = {}  # partition -> last offset processed
-        self._expired_seen: dict[int, int] = {}
         self._changed_keys: set[str] = set()
         self._stop = False
         self._in_transaction = False
@@ -118,7 +125,10 @@ class Service:
                 self._begin()
                 messages = self._poll()
                 self.metrics.heartbeat()
-                events = [m for m in messages if self._usable(m)]
+                events = [m for m in messages if m.error() is None]
+                if len(events) < len(messages):
+                    for m in messages:
+                        self._check_error(m)
                 if events:
                     self._idle_since = time.monotonic()
                     if first_event is None:
@@ -182,16 +192,13 @@ class Service:
             return []
         return [first, *self.consumer.consume(processing.batch_size - 1, 0)]
 
-    def _usable(self, message: Message) -> bool:
+    def _check_error(self, message: Message) -> None:
         error = message.error()
-        if error is None:
-            return True
-        if error.code() == KafkaError._PARTITION_EOF:
-            return False
+        if error is None or error.code() == KafkaError._PARTITION_EOF:
+            return
         if error.fatal():
             raise KafkaException(error)
         log.warning("consume_error", error=clients.describe_error(error))
-        return False
 
     def _close(self) -> None:
         try:
@@ -219,12 +226,13 @@ class Service:
         results of going event by event)."""
         started = time.perf_counter()
         batch = self.codec.decode_messages(messages)
-        offsets = np.fromiter((m.offset() for m in messages), np.int64, len(messages))
+        offsets = np.fromiter(map(Message.offset, messages), np.int64, len(messages))
         for bad in batch.errors:
             self.dead_letter(messages[bad.index], bad.reason, bad.message)
-        for m in messages:  # in offset order within each partition
-            self._positions[m.partition()] = m.offset() + 1
-            self._last_offset[m.partition()] = m.offset()
+        last = {m.partition(): i for i, m in enumerate(messages)}  # last message of each
+        for p, i in last.items():
+            self._positions[p] = int(offsets[i]) + 1
+            self._last_offset[p] = int(offsets[i])
         self.summary.events += len(messages)
         n_feedback = int(batch.has_label.sum())
         self.metrics.count_events("unlabeled", len(batch) - n_feedback)
@@ -262,16 +270,8 @@ class Service:
         keys = [batch.keys[i] for i in pick]
         ts = batch.timestamps[idx]
         labels = prediction.labels
-        cache_rows = list(Xw)
-        for p, sel in _by_partition(batch.partitions[idx]):
-            if sel is None:
-                self.caches[p].put_many(ids, keys, cache_rows, labels, ts.tolist(),
-                                        offsets[idx].tolist())
-            else:
-                self.caches[p].put_many(
-                    [ids[j] for j in sel], [keys[j] for j in sel], [cache_rows[j] for j in sel],
-                    [labels[j] for j in sel], ts[sel].tolist(), offsets[idx[sel]].tolist(),
-                )
+        self.cache.put_many(ids, keys, list(Xw), labels, ts.tolist(), offsets[idx].tolist(),
+                            batch.partitions[idx].tolist())
         now = int(time.time() * 1000)
         values = self.codec.encode_predictions(
             ids, keys, labels, n_updates=n_updates, event_timestamps=ts,
@@ -280,7 +280,7 @@ class Service:
         )
         produce, topic = self.producer.produce, self.topics.predictions
         for key, value in zip(keys, values, strict=True):
-            produce(topic, value=value, key=key.encode())
+            produce(topic, value, key)
         self.summary.predictions += len(idx)
         self.metrics.predicted.inc(len(idx))
         valid = ts[ts >= 0]
@@ -297,17 +297,15 @@ class Service:
         offsets: np.ndarray,
         partitions: list[int],
     ) -> None:
-        models, caches = self.models, self.caches
-        for p, sel in _by_partition(batch.partitions[idx]):
-            ts = batch.timestamps[idx if sel is None else idx[sel]]
-            caches[p].advance(int(ts.max()))
+        models, cache = self.models, self.cache
+        cache.advance(int(batch.timestamps[idx].max()))
         pick = idx.tolist()
         ids = [batch.event_ids[i] for i in pick]
         keys = [batch.keys[i] for i in pick]
-        entries = [caches[partitions[i]].entries.get(e) for i, e in zip(pick, ids, strict=True)]
+        entries = list(map(cache.entries.get, ids))
         offs = offsets[idx]
         replayed = offs <= models.learned_offset[rows[idx]]
-        suspect = [e is None or e.key != k for e, k in zip(entries, keys, strict=True)]
+        suspect = [e is None or e[KEY] != k for e, k in zip(entries, keys, strict=True)]
         keep = np.ones(len(idx), dtype=bool)
         if replayed.any() or any(suspect):
             for j in range(len(idx)):
@@ -326,14 +324,14 @@ class Service:
             return
         wave_rows = rows[idx]
         width = X.shape[1]
-        if all(e is not None and len(e.row) == width for e in entries):
-            Xl = np.array([e.row for e in entries])
+        if all(e is not None and len(e[ROW]) == width for e in entries):
+            Xl = np.array([e[ROW] for e in entries])
         else:  # cache misses with features of their own, or rows cached before new columns
             Xl = X[idx].copy()
             for j, e in enumerate(entries):
                 if e is not None:
                     Xl[j] = 0.0
-                    Xl[j, : min(width, len(e.row))] = e.row[:width]
+                    Xl[j, : min(width, len(e[ROW]))] = e[ROW][:width]
         labels = [batch.labels[i] for i in idx.tolist()]
         errors = models.bank.learn(wave_rows, Xl, labels, self._dicts(batch, idx, Xl))
         ok = np.array([e is None for e in errors], dtype=bool)
@@ -348,13 +346,9 @@ class Service:
             labels = [labels[j] for j in where]
         models.learned_offset[wave_rows] = offs
         self._score(wave_rows, entries, labels)
-        for p, sel in _by_partition(batch.partitions[idx]):
-            if sel is None:
-                caches[p].drop_many(ids, offs.tolist())
-                models.dirty[p].update(keys)
-            else:
-                caches[p].drop_many([ids[j] for j in sel], offs[sel].tolist())
-                models.dirty[p].update(keys[j] for j in sel)
+        cache.drop_many(ids, offs.tolist())
+        for p, key in zip(batch.partitions[idx].tolist(), keys, strict=True):
+            models.dirty[p].add(key)
         self._changed_keys.update(keys)
         self.summary.learned += len(idx)
         self.metrics.learned.inc(len(idx))
@@ -365,16 +359,16 @@ class Service:
     ) -> bool:
         """The rare cases of a feedback event; True if it is to be learned from."""
         event_id, message = batch.event_ids[i], messages[batch.index[i]]
-        if entry is not None and entry.key != batch.keys[i]:
+        if entry is not None and entry[KEY] != batch.keys[i]:
             self.dead_letter(
                 message, "key_mismatch",
-                f"event {event_id!r} was scored for key {entry.key!r}, "
+                f"event {event_id!r} was scored for key {entry[KEY]!r}, "
                 f"its feedback names key {batch.keys[i]!r}",
             )
             return False
         if replayed:
             self.summary.duplicates += 1  # replayed input whose update is in the state already
-            self.caches[partitions[i]].drop_many([event_id], [int(offset)])
+            self.cache.drop_many([event_id], [int(offset)])
             return False
         if entry is None:
             self.summary.cache_misses += 1
@@ -412,7 +406,7 @@ class Service:
             rows = rows[scored]
             entries = [entries[j] for j in scored]
             labels = [labels[j] for j in scored]
-        predicted = [e.prediction for e in entries]
+        predicted = [e[PREDICTION] for e in entries]
         if self.is_classifier:
             m.scored[rows] += 1
             m.correct[rows] += np.array([p == y for p, y in zip(predicted, labels, strict=True)])
@@ -458,8 +452,7 @@ class Service:
         """
         if self.producer is None or self.consumer is None:
             return
-        for partition in list(self.caches):
-            self._write_changelogs(partition)
+        self._write_changelogs()
         offsets = [
             TopicPartition(self.topics.input, p, offset) for p, offset in self._positions.items()
         ]
@@ -486,24 +479,23 @@ class Service:
         self._positions.clear()
         self._last_commit = time.monotonic()
         self.summary.commits += 1
-        self.metrics.cache_size.set(sum(len(c) for c in self.caches.values()))
+        self.metrics.cache_size.set(len(self.cache))
         self.metrics.models.set(len(self.models))
 
-    def _write_changelogs(self, partition: int) -> None:
-        cache = self.caches[partition]
-        cache.expire(self._last_offset.get(partition, -1))
-        expired = cache.expired + cache.evicted
-        self.metrics.cache_expired.inc(expired - self._expired_seen.get(partition, 0))
-        self._expired_seen[partition] = expired
+    def _write_changelogs(self) -> None:
+        cache, models = self.cache, self.models
+        before = cache.expired + cache.evicted
+        cache.expire(self._last_offset)
+        self.metrics.cache_expired.inc(cache.expired + cache.evicted - before)
         produce = self.producer.produce
-        models = self.models
-        for key, value in models.take_changes(partition):
-            offset = int(models.learned_offset[models.rows[key]])
-            produce(
-                self.topics.models, value=value, key=key.encode(), partition=partition,
-                headers=[(OFFSET_HEADER, str(offset).encode())],
-            )
-        for event_id, value, offset in cache.take_changes(models.bank.features):
+        for partition in list(models.dirty):
+            for key, value in models.take_changes(partition):
+                offset = int(models.learned_offset[models.rows[key]])
+                produce(
+                    self.topics.models, value=value, key=key.encode(), partition=partition,
+                    headers=[(OFFSET_HEADER, str(offset).encode())],
+                )
+        for partition, event_id, value, offset in cache.take_changes(models.bank.features):
             produce(
                 self.topics.cache, value=value, key=event_id.encode(), partition=partition,
                 headers=[(OFFSET_HEADER, str(offset).encode())],
@@ -554,10 +546,9 @@ class Service:
     def _drop(self, partitions: Sequence[int]) -> None:
         for p in partitions:
             self.models.drop_partition(p)
-            self.caches.pop(p, None)
+            self.cache.drop_partition(p)
             self._positions.pop(p, None)
             self._last_offset.pop(p, None)
-            self._expired_seen.pop(p, None)
 
     def _restore(self, partitions: Sequence[int]) -> dict[int, int]:
         """Rebuild each partition's models and feature cache from its changelogs, before any of
@@ -590,10 +581,8 @@ class Service:
                         f"model state for key {key!r} in {t.models} partition {p} at offset "
                         f"{offset} cannot be decoded: {exc}"
                     ) from exc
-            cache = self.caches[p] = FeatureCache(
-                self.config.cache.ttl_ms, self.config.cache.max_entries
-            )
             bank = self.models.bank
+            restored = []
             for key, (value, offset) in self._latest(t.cache, p, limit).items():
                 try:
                     record = decode_cached(value)
@@ -605,12 +594,12 @@ class Service:
                 cols = bank.columns(list(record.features))
                 row = np.zeros(len(bank.features))
                 row[cols] = list(record.features.values())
-                cache.restore(key.decode(), record, row)
-            cache.finish_restore()
+                restored.append((key.decode(), record, row))
+            self.cache.restore(p, restored)
             self.summary.restored_models += len(models)
-            self.summary.restored_cache += len(cache)
+            self.summary.restored_cache += len(restored)
             self.metrics.restore_finished(p)
-            log.info("partition_restored", partition=p, models=len(models), cached=len(cache),
+            log.info("partition_restored", partition=p, models=len(models), cached=len(restored),
                      committed_offset=limit)
         self.metrics.models.set(len(self.models))
         return {p: committed.get(p, 0) for p in partitions}
@@ -672,10 +661,3 @@ def _offset_header(headers: list[tuple[str, bytes]] | None) -> int | None:
             return int(value)
     return None
 
-
-def _by_partition(parts: np.ndarray) -> list[tuple[int, np.ndarray | None]]:
-    """Positions of each partition's events in a wave; None means all of them."""
-    first = int(parts[0])
-    if (parts == first).all():
-        return [(first, None)]
-    return [(int(p), np.flatnonzero(parts == p)) for p in np.unique(parts)]

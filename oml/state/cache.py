@@ -1,11 +1,12 @@
-"""The feature cache: unlabeled events waiting for their feedback, for one input partition.
+"""The feature cache: unlabeled events waiting for their feedback.
 
 An entry is the event's features (a row in the model bank's column space), the key whose model
-scored it, the prediction it got and its event time.  The cache is bounded: entries older than
-``ttl_ms`` in event time (the partition's newest event time is the clock) expire, and past
-``max_entries`` the oldest are evicted.  Its changelog is written coalesced at each commit: an
-entry resolved before the commit is never written, and only entries already written need a
-tombstone when they go.
+scored it, the prediction it got, its event time, input offset and input partition.  One cache
+serves all of an instance's partitions; each entry's changelog record goes to its own partition.
+The cache is bounded: entries older than ``ttl_ms`` in event time (the newest event time seen is
+the clock) expire, and past ``max_entries`` the oldest are evicted.  Its changelog is written
+coalesced at each commit: an entry resolved before the commit is never written, and only entries
+already written need a tombstone when they go.
 
 Changelog records are keyed by event id; the value is a versioned JSON record
 (:class:`CachedEvent`), and a null value deletes.  Every record also names the input offset it
@@ -15,7 +16,6 @@ input the consumer group never committed.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
@@ -57,28 +57,25 @@ def decode_cached(data: bytes) -> CachedEvent:
     return record
 
 
-class Entry:
-    __slots__ = ("key", "offset", "persisted", "prediction", "row", "ts")
-
-    def __init__(self, key: str, row: np.ndarray, prediction: Any, ts: int, offset: int) -> None:
-        self.key = key
-        self.row = row
-        self.prediction = prediction
-        self.ts = ts
-        self.offset = offset
-        self.persisted = False
+Entry = tuple  # (key, row, prediction, ts, offset, partition): built in bulk, so a tuple
+KEY, ROW, PREDICTION, TS, OFFSET, PARTITION = range(6)
 
 
 class FeatureCache:
-    """Cached features of one partition's unresolved events, by event id."""
+    """Cached features of unresolved events, by event id.
+
+    An entry is the tuple ``(key, row, prediction, ts, offset, partition)`` (index it with
+    :data:`KEY`, :data:`ROW`, ...).  Entries are kept in insertion order, which is the order the
+    events were processed in; expiry and eviction take them from the front.
+    """
 
     def __init__(self, ttl_ms: int, max_entries: int) -> None:
         self.ttl_ms = ttl_ms
         self.max_entries = max_entries
         self.entries: dict[str, Entry] = {}
-        self._order: deque[tuple[int, str]] = deque()  # insertion order, for expiry
+        self._persisted: set[str] = set()  # ids whose entry is in the changelog
         self._unwritten: list[str] = []  # inserted since the last commit
-        self._tombstones: list[tuple[str, int]] = []  # written earlier, gone since last commit
+        self._tombstones: list[tuple[int, str, int]] = []  # (partition, id, offset) owed
         self.clock = -(2**62)  # newest event time seen
         self.expired = 0
         self.evicted = 0
@@ -94,17 +91,17 @@ class FeatureCache:
         predictions: Sequence[Any],
         timestamps: Sequence[int],
         offsets: Sequence[int],
+        partitions: Sequence[int],
     ) -> None:
-        entries, order, unwritten = self.entries, self._order, self._unwritten
-        for event_id, key, row, prediction, ts, offset in zip(
-            event_ids, keys, rows, predictions, timestamps, offsets, strict=True
-        ):
-            old = entries.get(event_id)
-            if old is not None and old.persisted:  # a re-sent id replaces the written entry
-                self._tombstones.append((event_id, offset))
-            entries[event_id] = Entry(key, row, prediction, ts, offset)
-            order.append((ts, event_id))
-            unwritten.append(event_id)
+        resent = self._persisted.intersection(event_ids)
+        if resent:  # a re-sent id replaces an entry already written: tombstone the old one
+            self.drop_many(
+                [e for e in event_ids if e in resent],
+                [o for e, o in zip(event_ids, offsets, strict=True) if e in resent],
+            )
+        fields = zip(keys, rows, predictions, timestamps, offsets, partitions, strict=True)
+        self.entries.update(zip(event_ids, fields, strict=True))
+        self._unwritten.extend(event_ids)
         if len(timestamps):
             self.clock = max(self.clock, int(max(timestamps)))
 
@@ -112,79 +109,90 @@ class FeatureCache:
         return self.entries.get(event_id)
 
     def drop_many(self, event_ids: Sequence[str], offsets: Sequence[int]) -> None:
-        pop, tombstones = self.entries.pop, self._tombstones
-        for event_id, offset in zip(event_ids, offsets, strict=True):
-            entry = pop(event_id, None)
-            if entry is not None and entry.persisted:
-                tombstones.append((event_id, offset))
-
-    def drop(self, event_id: str, offset: int) -> None:
-        """Forget an entry; ``offset`` is the input offset of the event that resolved it."""
-        entry = self.entries.pop(event_id, None)
-        if entry is not None and entry.persisted:
-            self._tombstones.append((event_id, offset))
+        """Forget entries; ``offsets`` are those of the input events that resolved them."""
+        pop, persisted = self.entries.pop, self._persisted
+        popped = [pop(event_id, None) for event_id in event_ids]
+        written = persisted.intersection(event_ids)
+        if written:
+            persisted.difference_update(written)
+            self._tombstones.extend(
+                (entry[PARTITION], e, o)
+                for e, o, entry in zip(event_ids, offsets, popped, strict=True)
+                if e in written and entry is not None
+            )
 
     def advance(self, ts: int) -> None:
         """Move the event-time clock (feedback events carry time too)."""
         self.clock = max(self.clock, ts)
 
-    def expire(self, offset: int) -> int:
+    def expire(self, positions: dict[int, int]) -> int:
         """Drop entries past the TTL and beyond the size cap; return how many went.
 
-        ``offset`` is the input position the expiry follows from (the last processed offset).
+        ``positions`` gives each partition's last processed input offset, which the
+        tombstones of expired entries follow from.
         """
-        gone = 0
         horizon = self.clock - self.ttl_ms
-        order, entries = self._order, self.entries
-        while order and (order[0][0] < horizon or len(entries) > self.max_entries):
-            ts, event_id = order.popleft()
-            entry = entries.get(event_id)
-            if entry is None or entry.ts != ts:
-                continue  # resolved already, or replaced by a newer entry
-            self.drop(event_id, offset)
-            if ts < horizon:
+        entries = self.entries
+        over = len(entries) - self.max_entries
+        gone: list[str] = []
+        for event_id, entry in entries.items():
+            if entry[TS] < horizon:
                 self.expired += 1
-            else:
+            elif len(gone) < over:
                 self.evicted += 1
-            gone += 1
-        if len(order) > 2 * len(entries) + 1024:  # forget resolved ids now and then
-            self._order = deque((e.ts, i) for i, e in entries.items())
-            self._order = deque(sorted(self._order, key=lambda pair: pair[0]))
-        return gone
+            else:
+                break
+            gone.append(event_id)
+        if gone:
+            self.drop_many(gone, [positions.get(entries[e][PARTITION], -1) for e in gone])
+        return len(gone)
 
     def take_changes(
         self, features: Sequence[Hashable]
-    ) -> list[tuple[str, bytes | None, int]]:
-        """The changelog records owed since the last commit: (event_id, value or None, offset
-        of the input event it follows from)."""
-        out: list[tuple[str, bytes | None, int]] = [(i, None, o) for i, o in self._tombstones]
+    ) -> list[tuple[int, str, bytes | None, int]]:
+        """The changelog records owed since the last commit: (partition, event_id, value or
+        None, offset of the input event it follows from)."""
+        out: list[tuple[int, str, bytes | None, int]] = [
+            (p, i, None, o) for p, i, o in self._tombstones
+        ]
+        entries, persisted = self.entries, self._persisted
         for event_id in self._unwritten:
-            entry = self.entries.get(event_id)
-            if entry is None or entry.persisted:
+            entry = entries.get(event_id)
+            if entry is None or event_id in persisted:
                 continue
-            entry.persisted = True
-            out.append((event_id, encode_entry(entry, features), entry.offset))
+            persisted.add(event_id)
+            out.append((entry[PARTITION], event_id, encode_entry(entry, features), entry[OFFSET]))
         self._tombstones = []
         self._unwritten = []
         return out
 
-    def restore(self, event_id: str, record: CachedEvent, row: np.ndarray) -> None:
-        entry = Entry(record.key, row, record.prediction, record.ts, record.offset)
-        entry.persisted = True
-        self.entries[event_id] = entry
-        self._order.append((record.ts, event_id))
-        self.clock = max(self.clock, record.ts)
+    def drop_partition(self, partition: int) -> None:
+        """Forget a partition's entries (its changelog keeps them for the next owner)."""
+        mine = [e for e, entry in self.entries.items() if entry[PARTITION] == partition]
+        for event_id in mine:
+            del self.entries[event_id]
+        self._persisted.difference_update(mine)
 
-    def finish_restore(self) -> None:
-        self._order = deque(sorted(self._order, key=lambda pair: pair[0]))
+    def count(self, partition: int) -> int:
+        return sum(1 for entry in self.entries.values() if entry[PARTITION] == partition)
+
+    def restore(
+        self, partition: int, records: Iterable[tuple[str, CachedEvent, np.ndarray]]
+    ) -> None:
+        """Load a partition's changelog records (event id, record, row)."""
+        for event_id, record, row in sorted(records, key=lambda r: r[1].ts):
+            self.entries[event_id] = (record.key, row, record.prediction, record.ts,
+                                      record.offset, partition)
+            self._persisted.add(event_id)
+            self.clock = max(self.clock, record.ts)
 
 
 def encode_entry(entry: Entry, features: Sequence[Hashable]) -> bytes:
-    values = entry.row.tolist()
+    values = entry[ROW].tolist()
     named = {str(features[j]): v for j, v in enumerate(values) if v != 0.0}
-    prediction = entry.prediction
+    prediction = entry[PREDICTION]
     if isinstance(prediction, np.generic):
         prediction = prediction.item()
-    return _encoder.encode(
-        CachedEvent(CACHE_RECORD_VERSION, entry.key, named, entry.ts, entry.offset, prediction)
-    )
+    return _encoder.encode(CachedEvent(
+        CACHE_RECORD_VERSION, entry[KEY], named, int(entry[TS]), int(entry[OFFSET]), prediction
+    ))

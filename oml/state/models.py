@@ -64,14 +64,14 @@ class ModelStore:
 
     def rows_for_partitions(self, partitions: Sequence[int], keys: Sequence[str]) -> np.ndarray:
         """Like :meth:`rows_for`, each key with its own input partition."""
-        rows = self.rows
-        out = np.empty(len(keys), dtype=np.intp)
-        for i, key in enumerate(keys):
-            row = rows.get(key)
-            if row is None:
-                row = self._new_row(partitions[i], key, None)
-            out[i] = row
-        return out
+        found = list(map(self.rows.get, keys))
+        if None in found:
+            for i, row in enumerate(found):
+                if row is None:
+                    found[i] = self.rows.get(keys[i])  # an earlier event may have made it
+                    if found[i] is None:
+                        found[i] = self._new_row(partitions[i], keys[i], None)
+        return np.array(found, dtype=np.intp)
 
     def mark_dirty(self, partition: int, keys: Sequence[str]) -> None:
         self.dirty[partition].update(keys)

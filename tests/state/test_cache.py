@@ -6,22 +6,23 @@ import pytest
 from oml.state.cache import CacheRecordError, FeatureCache, decode_cached
 
 
-def put(cache, ids, ts, key="k"):
+def put(cache, ids, ts, partition=0, key="k"):
     rows = list(np.arange(len(ids) * 2, dtype=float).reshape(len(ids), 2) + 1)
-    cache.put_many(ids, [key] * len(ids), rows, ["yes"] * len(ids), ts, list(range(len(ids))))
+    cache.put_many(ids, [key] * len(ids), rows, ["yes"] * len(ids), ts, list(range(len(ids))),
+                   [partition] * len(ids))
 
 
 def test_an_event_resolved_before_the_commit_is_never_written():
     cache = FeatureCache(ttl_ms=10_000, max_entries=100)
-    put(cache, ["a", "b"], [1, 2])
-    cache.drop("a", 5)
+    put(cache, ["a", "b"], [1, 2], partition=3)
+    cache.drop_many(["a"], [5])
     changes = cache.take_changes(["f0", "f1"])
-    assert [event_id for event_id, _, _ in changes] == ["b"]
-    record = decode_cached(changes[0][1])
+    assert [(p, event_id) for p, event_id, _, _ in changes] == [(3, "b")]
+    record = decode_cached(changes[0][2])
     assert record.key == "k" and record.features == {"f0": 3.0, "f1": 4.0} and record.ts == 2
     # b was written, so resolving it later owes a tombstone; a was never written, so nothing
-    cache.drop("b", 7)
-    assert cache.take_changes(["f0", "f1"]) == [("b", None, 7)]
+    cache.drop_many(["b"], [7])
+    assert cache.take_changes(["f0", "f1"]) == [(3, "b", None, 7)]
 
 
 def test_ttl_in_event_time_expires_and_tombstones_written_entries():
@@ -29,16 +30,16 @@ def test_ttl_in_event_time_expires_and_tombstones_written_entries():
     put(cache, ["old", "mid"], [0, 70])
     cache.take_changes(["f0", "f1"])  # both written
     put(cache, ["new"], [160])
-    assert cache.expire(9) == 1
+    assert cache.expire({0: 9}) == 1
     assert "old" not in cache.entries and "mid" in cache.entries
     assert cache.expired == 1
-    assert ("old", None, 9) in cache.take_changes(["f0", "f1"])
+    assert (0, "old", None, 9) in cache.take_changes(["f0", "f1"])
 
 
 def test_size_cap_evicts_the_oldest():
     cache = FeatureCache(ttl_ms=10**9, max_entries=2)
     put(cache, ["a", "b", "c"], [1, 2, 3])
-    cache.expire(3)
+    cache.expire({0: 3})
     assert sorted(cache.entries) == ["b", "c"] and cache.evicted == 1
 
 
@@ -47,8 +48,16 @@ def test_resent_event_id_replaces_a_written_entry_without_resurrection():
     put(cache, ["a"], [1])
     cache.take_changes(["f0", "f1"])
     put(cache, ["a"], [2])
-    cache.drop("a", 4)
-    assert cache.take_changes(["f0", "f1"]) == [("a", None, 0)]
+    cache.drop_many(["a"], [4])
+    assert cache.take_changes(["f0", "f1"]) == [(0, "a", None, 0)]
+
+
+def test_dropping_a_partition_forgets_only_its_entries():
+    cache = FeatureCache(ttl_ms=10**9, max_entries=10)
+    put(cache, ["a"], [1], partition=0)
+    put(cache, ["b"], [1], partition=1)
+    cache.drop_partition(0)
+    assert list(cache.entries) == ["b"]
 
 
 def test_bad_records_are_refused():
