@@ -97,7 +97,6 @@ class Service:
         self.summary = Summary()
         self._positions: dict[int, int] = {}  # partition -> next offset, since the last commit
         self._last_offset: dict[int, int] = {}  # partition -> last offset processed
-        self._changed_keys: set[str] = set()
         self._stop = False
         self._in_transaction = False
         self._last_commit = self._last_metrics = time.monotonic()
@@ -242,7 +241,7 @@ class Service:
             rows = self.models.rows_for_partitions(partitions, batch.keys)
             X = batch.matrix(self.models.bank)
             event_offsets = offsets[batch.index]
-            for unlabeled, labeled in plan_stages(batch.keys, batch.has_label):
+            for unlabeled, labeled in plan_stages(rows, batch.has_label):
                 if len(unlabeled):
                     self._predict_and_cache(batch, unlabeled, rows, X, event_offsets, partitions)
                 if len(labeled):
@@ -312,8 +311,7 @@ class Service:
                 keep[j] = self._check_feedback(
                     batch, messages, pick[j], entries[j], bool(replayed[j]), offs[j], partitions
                 )
-        hits = sum(1 for e in entries if e is not None)
-        self.metrics.cache_hits.inc(hits)
+        self.metrics.cache_hits.inc(len(entries) - entries.count(None))
         if not keep.all():
             idx, offs = idx[keep], offs[keep]
             where = np.flatnonzero(keep).tolist()
@@ -334,8 +332,8 @@ class Service:
                     Xl[j, : min(width, len(e[ROW]))] = e[ROW][:width]
         labels = [batch.labels[i] for i in idx.tolist()]
         errors = models.bank.learn(wave_rows, Xl, labels, self._dicts(batch, idx, Xl))
-        ok = np.array([e is None for e in errors], dtype=bool)
-        if not ok.all():
+        if errors.count(None) < len(errors):
+            ok = np.array([e is None for e in errors], dtype=bool)
             for j in np.flatnonzero(~ok).tolist():
                 self.dead_letter(messages[batch.index[idx[j]]], errors[j].reason, str(errors[j]))
             where = np.flatnonzero(ok).tolist()
@@ -347,9 +345,7 @@ class Service:
         models.learned_offset[wave_rows] = offs
         self._score(wave_rows, entries, labels)
         cache.drop_many(ids, offs.tolist())
-        for p, key in zip(batch.partitions[idx].tolist(), keys, strict=True):
-            models.dirty[p].add(key)
-        self._changed_keys.update(keys)
+        models.mark_learned(wave_rows)
         self.summary.learned += len(idx)
         self.metrics.learned.inc(len(idx))
 
@@ -488,13 +484,11 @@ class Service:
         cache.expire(self._last_offset)
         self.metrics.cache_expired.inc(cache.expired + cache.evicted - before)
         produce = self.producer.produce
-        for partition in list(models.dirty):
-            for key, value in models.take_changes(partition):
-                offset = int(models.learned_offset[models.rows[key]])
-                produce(
-                    self.topics.models, value=value, key=key.encode(), partition=partition,
-                    headers=[(OFFSET_HEADER, str(offset).encode())],
-                )
+        for partition, key, value, offset in models.take_changes():
+            produce(
+                self.topics.models, value=value, key=key.encode(), partition=partition,
+                headers=[(OFFSET_HEADER, str(offset).encode())],
+            )
         for partition, event_id, value, offset in cache.take_changes(models.bank.features):
             produce(
                 self.topics.cache, value=value, key=event_id.encode(), partition=partition,
@@ -625,9 +619,8 @@ class Service:
         if self.producer is None:
             return
         m = self.models
-        keys = sorted(k for k in self._changed_keys if k in m.rows)
-        self._changed_keys = set()
-        rows = np.array([m.rows[k] for k in keys], dtype=np.intp)
+        rows = m.take_changed()
+        keys = [m.row_key[r] for r in rows.tolist()]
         all_rows = np.fromiter(m.rows.values(), dtype=np.intp, count=len(m.rows))
         n = np.append(m.scored[rows], m.scored[all_rows].sum())
         if n[-1] == 0:

@@ -9,7 +9,6 @@ a key learned from a hundred times between two commits is written once.
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
@@ -26,18 +25,27 @@ SQ_ERR = "oml.sq_err"
 
 
 class ModelStore:
+    """Models by key, as rows of one bank, with per-row bookkeeping kept in arrays so the hot
+    loop marks a whole stage's rows at once."""
+
     def __init__(self, template: Learner, registry: object = None) -> None:
         self.template = template
         self.registry = registry
         self.bank = type(template).make_bank(template)
         self.rows: dict[str, int] = {}
-        self.partition_keys: dict[int, set[str]] = defaultdict(set)
-        self.dirty: dict[int, set[str]] = defaultdict(set)
+        self.row_key: list[str | None] = []
+        self.partition = np.full(64, -1, dtype=np.int64)
+        self.dirty = np.zeros(64, dtype=bool)  # learned since the last changelog write
+        self.changed = np.zeros(64, dtype=bool)  # learned since the last metrics emission
         self.learned_offset = np.full(64, -1, dtype=np.int64)
         self.scored = np.zeros(64, dtype=np.int64)
         self.correct = np.zeros(64, dtype=np.int64)
         self.abs_err = np.zeros(64)
         self.sq_err = np.zeros(64)
+
+    _ARRAYS = (("partition", -1), ("dirty", False), ("changed", False),
+               ("learned_offset", -1), ("scored", 0), ("correct", 0), ("abs_err", 0.0),
+               ("sq_err", 0.0))
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -46,16 +54,15 @@ class ModelStore:
         row = self.bank.add(model)
         if row >= len(self.scored):
             size = max(2 * len(self.scored), row + 1)
-            self.learned_offset = _grow(self.learned_offset, size, -1)
-            self.scored = _grow(self.scored, size, 0)
-            self.correct = _grow(self.correct, size, 0)
-            self.abs_err = _grow(self.abs_err, size, 0.0)
-            self.sq_err = _grow(self.sq_err, size, 0.0)
-        self.learned_offset[row] = -1
-        self.scored[row] = self.correct[row] = 0
-        self.abs_err[row] = self.sq_err[row] = 0.0
+            for name, fill in self._ARRAYS:
+                setattr(self, name, _grow(getattr(self, name), size, fill))
+        for name, fill in self._ARRAYS:
+            getattr(self, name)[row] = fill
+        self.partition[row] = partition
+        while len(self.row_key) <= row:
+            self.row_key.append(None)
+        self.row_key[row] = key
         self.rows[key] = row
-        self.partition_keys[partition].add(key)
         return row
 
     def rows_for(self, partition: int, keys: Sequence[str]) -> np.ndarray:
@@ -73,8 +80,9 @@ class ModelStore:
                         found[i] = self._new_row(partitions[i], keys[i], None)
         return np.array(found, dtype=np.intp)
 
-    def mark_dirty(self, partition: int, keys: Sequence[str]) -> None:
-        self.dirty[partition].update(keys)
+    def mark_learned(self, rows: np.ndarray) -> None:
+        self.dirty[rows] = True
+        self.changed[rows] = True
 
     def export(self, key: str) -> bytes:
         row = self.rows[key]
@@ -92,9 +100,24 @@ class ModelStore:
     def model(self, key: str) -> Learner:
         return self.bank.get(self.rows[key])
 
-    def take_changes(self, partition: int) -> list[tuple[str, bytes]]:
-        keys = self.dirty.pop(partition, ())
-        return [(key, self.export(key)) for key in sorted(keys) if key in self.rows]
+    def take_changes(self) -> list[tuple[int, str, bytes, int]]:
+        """(partition, key, state bytes, learned offset) of each key learned since the last
+        call: one record per key however often it learned."""
+        rows = np.flatnonzero(self.dirty)
+        self.dirty[rows] = False
+        out = []
+        for row in rows.tolist():
+            key = self.row_key[row]
+            if key is not None:
+                out.append((int(self.partition[row]), key, self.export(key),
+                            int(self.learned_offset[row])))
+        return out
+
+    def take_changed(self) -> np.ndarray:
+        """Rows learned since the last call (for the metrics topic)."""
+        rows = np.flatnonzero(self.changed)
+        self.changed[rows] = False
+        return rows
 
     def load(self, partition: int, key: str, data: bytes) -> None:
         """Put a key's model from its changelog bytes (raises StateError if they are bad)."""
@@ -103,25 +126,30 @@ class ModelStore:
         self.delete(key)
         row = self._new_row(partition, key, model)
         extra = state.extra
-        self.learned_offset[row] = int(extra.get(LEARNED_OFFSET, -1) or -1)
-        self.scored[row] = int(extra.get(SCORED, 0) or 0)
-        self.correct[row] = int(extra.get(CORRECT, 0) or 0)
-        self.abs_err[row] = float(extra.get(ABS_ERR, 0.0) or 0.0)
-        self.sq_err[row] = float(extra.get(SQ_ERR, 0.0) or 0.0)
+        self.learned_offset[row] = _number(extra, LEARNED_OFFSET, -1)
+        self.scored[row] = _number(extra, SCORED, 0)
+        self.correct[row] = _number(extra, CORRECT, 0)
+        self.abs_err[row] = _number(extra, ABS_ERR, 0.0)
+        self.sq_err[row] = _number(extra, SQ_ERR, 0.0)
 
     def delete(self, key: str) -> None:
         row = self.rows.pop(key, None)
         if row is not None:
             self.bank.remove(row)
-            for keys in self.partition_keys.values():
-                keys.discard(key)
+            self.row_key[row] = None
+            self.dirty[row] = self.changed[row] = False
 
     def drop_partition(self, partition: int) -> None:
-        for key in self.partition_keys.pop(partition, set()):
-            row = self.rows.pop(key, None)
-            if row is not None:
-                self.bank.remove(row)
-        self.dirty.pop(partition, None)
+        for row in np.flatnonzero(self.partition == partition).tolist():
+            key = self.row_key[row]
+            if key is not None:
+                self.delete(key)
+            self.partition[row] = -1
+
+
+def _number(extra: dict, name: str, default: float) -> float:
+    value = extra.get(name)
+    return default if value is None else value
 
 
 def _grow(a: np.ndarray, size: int, fill: float) -> np.ndarray:
