@@ -15,6 +15,13 @@ from oml.bench import datasets
 from oml.bench.datasets import BANKNOTE, IRIS, DatasetError
 
 
+@pytest.fixture(autouse=True)
+def _no_data_dir_from_the_environment(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests say where to look; CI's OML_DATA_DIR must not answer for them."""
+    monkeypatch.delenv("OML_DATA_DIR", raising=False)
+    monkeypatch.delenv("OML_CACHE_DIR", raising=False)
+
+
 def test_known_sets_load_from_the_data_dir(data_dir: Path, tmp_path: Path) -> None:
     iris = datasets.load("iris", data_dir=data_dir, cache_dir=tmp_path, download=False)
     assert (iris.n, iris.features, iris.target) == (150, list(IRIS.features), "species")
