@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EMBEDDED_CONSUMER = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+"""On the embedded broker a group join takes half the session timeout: keep it short there."""
+
+
 @contextlib.contextmanager
 def kafka(config: Config) -> Iterator[str]:
     """The configured cluster, or the embedded broker for as long as the command runs."""
@@ -80,7 +84,13 @@ def run_service(args: argparse.Namespace) -> int:
         if config.metrics.port:
             server = stack.enter_context(HealthServer(config.metrics.port, metrics))
             log.info("http_endpoint_started", url=server.url)
-        service = Service(config, bootstrap_servers=bootstrap, metrics=metrics)
+        embedded = {} if config.kafka.bootstrap_servers else EMBEDDED_CONSUMER
+        if embedded:  # a fresh broker has no topics: make the input one to produce to
+            from oml.tools import ensure_service_topics
+
+            ensure_service_topics(config, bootstrap, input_partitions=4)
+        service = Service(config, bootstrap_servers=bootstrap, metrics=metrics,
+                          consumer_settings=embedded)
         service.install_signal_handlers()
         try:
             service.run()

@@ -78,8 +78,10 @@ class Service:
         bootstrap_servers: str | None = None,
         registry: Registry | None = None,
         metrics: ServiceMetrics | None = None,
+        consumer_settings: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
+        self.consumer_settings = dict(consumer_settings or {})
         self.bootstrap_servers = bootstrap_servers or config.kafka.bootstrap_servers
         if not self.bootstrap_servers:
             raise ValueError("no bootstrap servers: configure kafka.bootstrap_servers")
@@ -166,7 +168,9 @@ class Service:
         else:
             producer_config = clients.producer_config(bs, extra)
         self.producer = Producer(producer_config)
-        self.consumer = Consumer(clients.consumer_config(bs, cfg.kafka.group_id, extra))
+        self.consumer = Consumer(clients.consumer_config(
+            bs, cfg.kafka.group_id, {**self.consumer_settings, **extra}
+        ))
         self.reader = ChangelogReader({"bootstrap.servers": bs, **extra})
         if self.exactly_once:
             self.producer.init_transactions()
@@ -200,6 +204,7 @@ class Service:
         log.warning("consume_error", error=clients.describe_error(error))
 
     def _close(self) -> None:
+        models = len(self.models)  # before close() revokes (and drops) the partitions
         try:
             if self.consumer is not None:
                 self.consumer.close()  # revokes the partitions: _on_revoke commits
@@ -215,7 +220,7 @@ class Service:
                 "service_stopped", events=s.events, predictions=s.predictions, learned=s.learned,
                 dead_letters=dict(s.dead_letters), cache_misses=s.cache_misses,
                 duplicates=s.duplicates, commits=s.commits, aborts=s.aborts,
-                models=len(self.models), seconds=round(s.seconds, 3),
+                models=models, seconds=round(s.seconds, 3),
             )
 
     # ---------------------------------------------------------------------------- processing

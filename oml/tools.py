@@ -141,7 +141,8 @@ def produce_events(config: Config, bootstrap: str, events: Iterator[Event],
     return sent
 
 
-def _ensure_topics(config: Config, bootstrap: str, input_partitions: int = 1) -> Any:
+def ensure_service_topics(config: Config, bootstrap: str, input_partitions: int = 1) -> Any:
+    """The input topic (created if missing) and the service's own topics."""
     from oml.kafka import clients, topics
 
     admin = AdminClient(clients.admin_config(bootstrap, config.kafka.librdkafka))
@@ -168,9 +169,17 @@ def _needs_cluster(config: Config) -> str:
 # ----------------------------------------------------------------------------------- commands
 
 
+def _quiet() -> None:
+    """Operator commands print their answer on stdout; logs only for warnings, on stderr."""
+    from oml.logs import configure_logging
+
+    configure_logging("warning")
+
+
 def topics_command(args: argparse.Namespace) -> int:
+    _quiet()
     config = config_from_args(args)
-    described = _ensure_topics(config, _needs_cluster(config))
+    described = ensure_service_topics(config, _needs_cluster(config))
     for line in described.lines():
         print(line)
     return 0
@@ -182,6 +191,7 @@ def state_show(args: argparse.Namespace) -> int:
     from oml.kafka import clients, topics
     from oml.kafka.restore import ChangelogReader
 
+    _quiet()
     config = config_from_args(args)
     bootstrap = _needs_cluster(config)
     admin = AdminClient(clients.admin_config(bootstrap, config.kafka.librdkafka))
@@ -217,10 +227,11 @@ def state_show(args: argparse.Namespace) -> int:
 
 
 def produce_command(args: argparse.Namespace) -> int:
+    _quiet()
     config = config_from_args(args)
     bootstrap = _needs_cluster(config)
     rows, labels = _load_rows(args)
-    _ensure_topics(config, bootstrap)
+    ensure_service_topics(config, bootstrap)
     sent = produce_events(config, bootstrap, dataset_events(
         rows, labels, n_keys=args.keys, delay=args.delay, passes=args.passes, seed=args.seed,
         feedback=not args.no_feedback,
@@ -246,8 +257,11 @@ def demo_command(args: argparse.Namespace) -> int:
         if not config.kafka.bootstrap_servers:
             from oml.service import Service
 
-            _ensure_topics(config, bootstrap)
-            service = Service(config, bootstrap_servers=bootstrap)
+            ensure_service_topics(config, bootstrap)
+            from oml.cli import EMBEDDED_CONSUMER
+
+            service = Service(config, bootstrap_servers=bootstrap,
+                              consumer_settings=EMBEDDED_CONSUMER)
             threading.Thread(target=service.run, daemon=True, name="oml-service").start()
         events = dataset_events(rows, labels, n_keys=args.keys, delay=args.delay,
                                 passes=args.passes, seed=args.seed)
