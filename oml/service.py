@@ -10,11 +10,13 @@ before any of their events is handled.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -270,8 +272,8 @@ class Service:
         prediction = bank.predict(wave_rows, Xw, self._dicts(batch, idx, Xw))
         n_updates = bank.n_updates(wave_rows)
         pick = idx.tolist()
-        ids = [batch.event_ids[i] for i in pick]
-        keys = [batch.keys[i] for i in pick]
+        ids = _take(batch.event_ids, pick)
+        keys = _take(batch.keys, pick)
         ts = batch.timestamps[idx]
         labels = prediction.labels
         self.cache.put_many(ids, keys, list(Xw), labels, ts.tolist(), offsets[idx].tolist(),
@@ -304,14 +306,13 @@ class Service:
         models, cache = self.models, self.cache
         cache.advance(int(batch.timestamps[idx].max()))
         pick = idx.tolist()
-        ids = [batch.event_ids[i] for i in pick]
-        keys = [batch.keys[i] for i in pick]
+        ids = _take(batch.event_ids, pick)
+        keys = _take(batch.keys, pick)
         entries = list(map(cache.entries.get, ids))
         offs = offsets[idx]
         replayed = offs <= models.learned_offset[rows[idx]]
-        suspect = [e is None or e[KEY] != k for e, k in zip(entries, keys, strict=True)]
         keep = np.ones(len(idx), dtype=bool)
-        if replayed.any() or any(suspect):
+        if replayed.any() or None in entries or [e[KEY] for e in entries] != keys:
             for j in range(len(idx)):
                 keep[j] = self._check_feedback(
                     batch, messages, pick[j], entries[j], bool(replayed[j]), offs[j], partitions
@@ -327,15 +328,18 @@ class Service:
             return
         wave_rows = rows[idx]
         width = X.shape[1]
-        if all(e is not None and len(e[ROW]) == width for e in entries):
-            Xl = np.array([e[ROW] for e in entries])
-        else:  # cache misses with features of their own, or rows cached before new columns
+        Xl = None
+        if None not in entries:
+            with contextlib.suppress(ValueError):  # rows of other widths do not stack
+                Xl = np.array([e[ROW] for e in entries], dtype=np.float64)
+        if Xl is None or Xl.shape != (len(idx), width):
+            # cache misses with features of their own, or rows cached before new columns
             Xl = X[idx].copy()
             for j, e in enumerate(entries):
                 if e is not None:
                     Xl[j] = 0.0
                     Xl[j, : min(width, len(e[ROW]))] = e[ROW][:width]
-        labels = [batch.labels[i] for i in idx.tolist()]
+        labels = _take(batch.labels, idx.tolist())
         errors = models.bank.learn(wave_rows, Xl, labels, self._dicts(batch, idx, Xl))
         if errors.count(None) < len(errors):
             ok = np.array([e is None for e in errors], dtype=bool)
@@ -659,3 +663,9 @@ def _offset_header(headers: list[tuple[str, bytes]] | None) -> int | None:
             return int(value)
     return None
 
+
+def _take(values: Sequence[Any], positions: list[int]) -> list[Any]:
+    """``[values[i] for i in positions]``, in C."""
+    if len(positions) == 1:
+        return [values[positions[0]]]
+    return list(itemgetter(*positions)(values)) if positions else []
