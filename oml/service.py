@@ -231,7 +231,7 @@ class Service:
         stage by stage (see :mod:`oml.waves`: a few array operations per stage, and exactly the
         results of going event by event)."""
         started = time.perf_counter()
-        batch = self.codec.decode_messages(messages)
+        batch = self.codec.decoder.decode_messages(messages)
         offsets = np.fromiter(map(Message.offset, messages), np.int64, len(messages))
         for bad in batch.errors:
             self.dead_letter(messages[bad.index], bad.reason, bad.message)
@@ -279,7 +279,7 @@ class Service:
         self.cache.put_many(ids, keys, list(Xw), labels, ts.tolist(), offsets[idx].tolist(),
                             batch.partitions[idx].tolist())
         now = int(time.time() * 1000)
-        values = self.codec.encode_predictions(
+        values = self.codec.predictions.encode_batch(
             ids, keys, labels, n_updates=n_updates, event_timestamps=ts,
             processed_timestamp=now, algorithm=self.algorithm, classes=prediction.classes,
             proba=prediction.proba, score=prediction.score,
@@ -646,7 +646,7 @@ class Service:
             out["mae"] = np.where(n > 0, abs_err / safe, np.nan)
             out["rmse"] = np.where(n > 0, np.sqrt(sq_err / safe), np.nan)
         record_keys: list[str | None] = [*keys, None]
-        values = self.codec.encode_metrics(
+        values = self.codec.metrics.encode_batch(
             record_keys, n, window=n, timestamp=int(time.time() * 1000),
             algorithm=self.algorithm, **out,
         )

@@ -995,8 +995,8 @@ class EventCodec:
 
     >>> from oml.config import load_config
     >>> codec = EventCodec.from_config(load_config(None, {}, {}))
-    >>> batch = codec.decode_batch([b'{"event_id": "e1", "key": "a", "features": [0.5, 1]}'])
-    >>> codec.encode_predictions(batch.event_ids, batch.keys, [True], n_updates=[0],
+    >>> batch = codec.decoder.decode_batch([b'{"event_id": "e1", "key": "a", "features": [1]}'])
+    >>> codec.predictions.encode_batch(batch.event_ids, batch.keys, [True], n_updates=[0],
     ...     event_timestamps=batch.timestamps, processed_timestamp=1, algorithm="scw")
     [b'{"event_id":"e1","key":"a","prediction":true,"proba":null,"score":null,"n_updates":0,"event_timestamp":null,"processed_timestamp":1,"algorithm":"scw"}']
     """
@@ -1018,73 +1018,4 @@ class EventCodec:
             event_decoder(config, registry),
             PredictionCodec.from_config(config, registry),
             MetricsCodec.from_config(config, registry),
-        )
-
-    def decode_batch(
-        self,
-        values: Sequence[bytes | None],
-        *,
-        timestamps: Sequence[int] | np.ndarray | None = None,
-        keys: Sequence[bytes | str | None] | None = None,
-        partitions: Sequence[int] | np.ndarray | None = None,
-    ) -> DecodedBatch:
-        """See :meth:`EventDecoder.decode_batch`."""
-        return self.decoder.decode_batch(
-            values, timestamps=timestamps, keys=keys, partitions=partitions
-        )
-
-    def decode_messages(self, messages: Sequence[Any]) -> DecodedBatch:
-        """See :meth:`EventDecoder.decode_messages`."""
-        return self.decoder.decode_messages(messages)
-
-    def encode_predictions(
-        self,
-        event_ids: Sequence[str],
-        keys: Sequence[str],
-        predictions: Sequence[Any],
-        *,
-        n_updates: Sequence[int] | np.ndarray,
-        event_timestamps: Sequence[int] | np.ndarray,
-        processed_timestamp: int,
-        algorithm: str,
-        classes: Sequence[Any] | None = None,
-        proba: np.ndarray | None = None,
-        score: np.ndarray | Sequence[float | None] | None = None,
-    ) -> list[bytes]:
-        """See :meth:`PredictionCodec.encode_batch`."""
-        return self.predictions.encode_batch(
-            event_ids,
-            keys,
-            predictions,
-            n_updates=n_updates,
-            event_timestamps=event_timestamps,
-            processed_timestamp=processed_timestamp,
-            algorithm=algorithm,
-            classes=classes,
-            proba=proba,
-            score=score,
-        )
-
-    def encode_metrics(
-        self,
-        keys: Sequence[str | None],
-        n: Sequence[int] | np.ndarray,
-        *,
-        window: Sequence[int] | np.ndarray | int,
-        timestamp: int,
-        algorithm: str,
-        accuracy: Sequence[float | None] | np.ndarray | None = None,
-        mae: Sequence[float | None] | np.ndarray | None = None,
-        rmse: Sequence[float | None] | np.ndarray | None = None,
-    ) -> list[bytes]:
-        """See :meth:`MetricsCodec.encode_batch`."""
-        return self.metrics.encode_batch(
-            keys,
-            n,
-            window=window,
-            timestamp=timestamp,
-            algorithm=algorithm,
-            accuracy=accuracy,
-            mae=mae,
-            rmse=rmse,
         )

@@ -102,6 +102,16 @@ class _RecordCodec:
 
     schema_file = ""
     record_type: type[msgspec.Struct] = msgspec.Struct
+    topic = ""  # the TopicsConfig field of the topic the records go to
+
+    @classmethod
+    def from_config(cls, config: Config, registry: SchemaRegistryClient | None = None) -> Any:
+        """For its topic (subject ``{topic}-value`` with a registry)."""
+        m = config.messages
+        if registry is None and m.format == "avro":
+            registry = make_registry_client(m)
+        topic = getattr(config.topics, cls.topic)
+        return cls(m.format, registry=registry, subject=f"{topic}-value")
 
     def __init__(
         self,
@@ -205,15 +215,7 @@ class PredictionCodec(_RecordCodec):
         super().__init__(format, registry=registry, subject=subject)
         self._proba_types: dict[tuple[str, ...], type | None] = {}
 
-    @classmethod
-    def from_config(
-        cls, config: Config, registry: SchemaRegistryClient | None = None
-    ) -> PredictionCodec:
-        """For the predictions topic (subject ``{topic}-value`` with a registry)."""
-        m = config.messages
-        if registry is None and m.format == "avro":
-            registry = make_registry_client(m)
-        return cls(m.format, registry=registry, subject=f"{config.topics.predictions}-value")
+    topic = "predictions"
 
     def encode_batch(
         self,
@@ -403,15 +405,7 @@ class MetricsCodec(_RecordCodec):
     schema_file = avro.METRICS
     record_type = Metrics
 
-    @classmethod
-    def from_config(
-        cls, config: Config, registry: SchemaRegistryClient | None = None
-    ) -> MetricsCodec:
-        """For the metrics topic (subject ``{topic}-value`` with a registry)."""
-        m = config.messages
-        if registry is None and m.format == "avro":
-            registry = make_registry_client(m)
-        return cls(m.format, registry=registry, subject=f"{config.topics.metrics}-value")
+    topic = "metrics"
 
     def encode_batch(
         self,

@@ -181,13 +181,13 @@ def test_class_names() -> None:
 def test_the_service_codec_set() -> None:
     config = load_config(None, {}, {})
     codec = EventCodec.from_config(config)
-    values = codec.encode_predictions(
+    values = codec.predictions.encode_batch(
         ["e"], ["k"], [1], n_updates=[0], event_timestamps=[1], processed_timestamp=2,
         algorithm="scw",
     )  # fmt: skip
     assert codec.predictions.decode(values[0]).prediction == 1
-    metrics = codec.encode_metrics([None], [1], window=10, timestamp=3, algorithm="scw",
-                                   accuracy=[1.0])  # fmt: skip
+    metrics = codec.metrics.encode_batch([None], [1], window=10, timestamp=3, algorithm="scw",
+                                         accuracy=[1.0])  # fmt: skip
     assert codec.metrics.decode(metrics[0]).accuracy == 1.0
 
 
