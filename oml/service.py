@@ -217,6 +217,7 @@ class Service:
             if getattr(self, "reader", None) is not None:
                 self.reader.close()
         finally:
+            self.consumer = self.producer = None  # the clients end with the run
             s = self.summary
             log.info(
                 "service_stopped", events=s.events, predictions=s.predictions, learned=s.learned,

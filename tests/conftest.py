@@ -14,6 +14,7 @@ makes every name unique, so tests never see each other's records, on a shared cl
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -58,6 +59,7 @@ def embedded_broker() -> Iterator[EmbeddedBroker | None]:
         return
     with EmbeddedBroker() as broker:
         yield broker
+        gc.collect()  # let clients the tests left behind go before their broker does
 
 
 @pytest.fixture(scope="session")
@@ -79,8 +81,10 @@ def kafka_config(bootstrap_servers: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def kafka_admin(kafka_config: dict[str, Any]) -> AdminClient:
-    return AdminClient({**kafka_config, "allow.auto.create.topics": False})
+def kafka_admin(kafka_config: dict[str, Any]) -> Iterator[AdminClient]:
+    admin = AdminClient({**kafka_config, "allow.auto.create.topics": False})
+    yield admin
+    del admin  # the client goes before the broker does (no reconnect noise at exit)
 
 
 @pytest.fixture
