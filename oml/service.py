@@ -84,9 +84,10 @@ class Service:
     ) -> None:
         self.config = config
         self.consumer_settings = dict(consumer_settings or {})
-        self.bootstrap_servers = bootstrap_servers or config.kafka.bootstrap_servers
-        if not self.bootstrap_servers:
+        servers = bootstrap_servers or config.kafka.bootstrap_servers
+        if not servers:
             raise ValueError("no bootstrap servers: configure kafka.bootstrap_servers")
+        self.bootstrap_servers: str = servers
         self.registry = registry or default_registry()
         self.metrics = metrics or ServiceMetrics(process_metrics=False)
         self.algorithm = config.model.algorithm
@@ -104,8 +105,9 @@ class Service:
         self._stop = False
         self._in_transaction = False
         self._last_commit = self._last_metrics = time.monotonic()
-        self.consumer: Consumer | None = None
-        self.producer: Producer | None = None
+        # the clients exist from _connect until the run ends (None outside a run)
+        self.consumer: Consumer = None  # type: ignore[assignment]
+        self.producer: Producer = None  # type: ignore[assignment]
 
     # ------------------------------------------------------------------------------- running
     def stop(self, *_: object) -> None:
@@ -217,7 +219,7 @@ class Service:
             if getattr(self, "reader", None) is not None:
                 self.reader.close()
         finally:
-            self.consumer = self.producer = None  # the clients end with the run
+            self.consumer = self.producer = None  # type: ignore[assignment]  # end with the run
             s = self.summary
             log.info(
                 "service_stopped", events=s.events, predictions=s.predictions, learned=s.learned,
@@ -236,7 +238,7 @@ class Service:
         offsets = np.fromiter(map(Message.offset, messages), np.int64, len(messages))
         for bad in batch.errors:
             self.dead_letter(messages[bad.index], bad.reason, bad.message)
-        last = {m.partition(): i for i, m in enumerate(messages)}  # last message of each
+        last: dict[int, int] = {m.partition(): i for i, m in enumerate(messages)}  # type: ignore[misc]
         for p, i in last.items():
             self._positions[p] = int(offsets[i]) + 1
             self._last_offset[p] = int(offsets[i])
@@ -309,7 +311,7 @@ class Service:
         pick = idx.tolist()
         ids = _take(batch.event_ids, pick)
         keys = _take(batch.keys, pick)
-        entries = list(map(cache.entries.get, ids))
+        entries: list[Any] = list(map(cache.entries.get, ids))
         offs = offsets[idx]
         replayed = offs <= models.learned_offset[rows[idx]]
         keep = np.ones(len(idx), dtype=bool)
@@ -345,7 +347,9 @@ class Service:
         if errors.count(None) < len(errors):
             ok = np.array([e is None for e in errors], dtype=bool)
             for j in np.flatnonzero(~ok).tolist():
-                self.dead_letter(messages[batch.index[idx[j]]], errors[j].reason, str(errors[j]))
+                error = errors[j]
+                assert error is not None
+                self.dead_letter(messages[batch.index[idx[j]]], error.reason, str(error))
             where = np.flatnonzero(ok).tolist()
             idx, offs, wave_rows = idx[ok], offs[ok], wave_rows[ok]
             ids = [ids[j] for j in where]
@@ -612,6 +616,7 @@ class Service:
         """Last value per key of a changelog partition (nulls delete), among records that
         follow from input before ``limit``."""
         latest: dict[bytes, tuple[bytes | None, int]] = {}
+        records: list[Any]
         for records in self.reader.batches(topic, partition, headers=True):
             for key, value, offset, headers in records:
                 source = _offset_header(headers)

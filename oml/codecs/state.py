@@ -26,7 +26,7 @@ import json
 import struct
 import zlib
 from importlib.resources import files
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 import numpy as np
@@ -129,7 +129,7 @@ def decode_state(data: bytes) -> ModelState:
         raise StateError("model state is corrupted or truncated: checksum mismatch")
     stream = io.BytesIO(payload)
     try:
-        record = fastavro.schemaless_reader(stream, SCHEMA)
+        record = cast(dict[str, Any], fastavro.schemaless_reader(stream, SCHEMA))
     except Exception as exc:
         raise StateError(f"model state body does not decode: {exc}") from exc
     if stream.tell() != len(payload):
