@@ -658,9 +658,10 @@ class Service:
         )
         self._begin()
         for key, value in zip(record_keys, values, strict=True):
-            self.producer.produce(
-                self.topics.metrics, value=value, key=None if key is None else key.encode()
-            )
+            if key is None:  # the overall record: always partition 0, so it reads in order
+                self.producer.produce(self.topics.metrics, value=value, partition=0)
+            else:
+                self.producer.produce(self.topics.metrics, value=value, key=key.encode())
 
 
 def _offset_header(headers: list[tuple[str, bytes]] | None) -> int | None:

@@ -108,6 +108,7 @@ def test_banknote_end_to_end_matches_offline_training(setup, bootstrap_servers, 
     cache = {r.key: r.value for r in read_all(config.topics.cache)}
     assert all(v is None for v in cache.values())
     overall = [json.loads(r.value) for r in read_all(config.topics.metrics) if r.key is None]
+    assert len({r.partition for r in read_all(config.topics.metrics) if r.key is None}) == 1
     # 8 keys, each learning from an eighth of the data
     assert overall[-1]["n"] == len(banknote[1]) and overall[-1]["accuracy"] > 0.9
     assert read_all(config.topics.dead_letter) == []
@@ -178,7 +179,7 @@ def test_kill_9_mid_stream_then_restart(setup, bootstrap_servers, banknote, read
 def test_two_instances_in_one_group_share_the_partitions(setup, bootstrap_servers, banknote,
                                                         read_all):
     events = list(dataset_events(*banknote, n_keys=16, delay=10, passes=2))
-    configs = [setup(**{"kafka.instance_id": name, "processing.exit_when_idle_s": 15.0})
+    configs = [setup(**{"kafka.instance_id": name, "processing.exit_when_idle_s": 25.0})
                for name in ("one", "two")]
     services = [Service(c) for c in configs]
     summaries = {}
@@ -260,5 +261,6 @@ def test_restore_skips_uncommitted_records_and_fails_loudly_on_bad_state(setup, 
     producer = Producer(kafka_config)
     producer.produce(config.topics.models, key=b"broken", value=b"not a model", partition=1)
     producer.flush(10)
+    del producer  # the traceback kept below would keep it (and its reconnects) alive
     with pytest.raises(RestoreError, match=r"broken.*partition 1 at offset \d+"):
         Service(config).run()
