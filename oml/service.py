@@ -10,7 +10,6 @@ before any of their events is handled.
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import time
 from collections import Counter
@@ -34,7 +33,6 @@ from oml.registry import Registry, default_registry
 from oml.state.cache import (
     KEY,
     PREDICTION,
-    ROW,
     CacheRecordError,
     FeatureCache,
     decode_cached,
@@ -279,7 +277,7 @@ class Service:
         keys = _take(batch.keys, pick)
         ts = batch.timestamps[idx]
         labels = prediction.labels
-        self.cache.put_many(ids, keys, list(Xw), labels, ts.tolist(), offsets[idx].tolist(),
+        self.cache.put_many(ids, keys, Xw, labels, ts.tolist(), offsets[idx].tolist(),
                             batch.partitions[idx].tolist())
         now = int(time.time() * 1000)
         values = self.codec.predictions.encode_batch(
@@ -331,17 +329,13 @@ class Service:
             return
         wave_rows = rows[idx]
         width = X.shape[1]
-        Xl = None
         if None not in entries:
-            with contextlib.suppress(ValueError):  # rows of other widths do not stack
-                Xl = np.array([e[ROW] for e in entries], dtype=np.float64)
-        if Xl is None or Xl.shape != (len(idx), width):
-            # cache misses with features of their own, or rows cached before new columns
+            Xl = cache.rows(entries, width)
+        else:  # cache misses learn from the feedback's own features
             Xl = X[idx].copy()
-            for j, e in enumerate(entries):
-                if e is not None:
-                    Xl[j] = 0.0
-                    Xl[j, : min(width, len(e[ROW]))] = e[ROW][:width]
+            hit = [j for j, e in enumerate(entries) if e is not None]
+            if hit:
+                Xl[hit] = cache.rows([entries[j] for j in hit], width)
         labels = _take(batch.labels, idx.tolist())
         errors = models.bank.learn(wave_rows, Xl, labels, self._dicts(batch, idx, Xl))
         if errors.count(None) < len(errors):

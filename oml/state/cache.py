@@ -57,22 +57,26 @@ def decode_cached(data: bytes) -> CachedEvent:
     return record
 
 
-Entry = tuple  # (key, row, prediction, ts, offset, partition): built in bulk, so a tuple
-KEY, ROW, PREDICTION, TS, OFFSET, PARTITION = range(6)
+Entry = tuple  # (key, slot, prediction, ts, offset, partition): built in bulk, so a tuple
+KEY, SLOT, PREDICTION, TS, OFFSET, PARTITION = range(6)
 
 
 class FeatureCache:
     """Cached features of unresolved events, by event id.
 
-    An entry is the tuple ``(key, row, prediction, ts, offset, partition)`` (index it with
-    :data:`KEY`, :data:`ROW`, ...).  Entries are kept in insertion order, which is the order the
-    events were processed in; expiry and eviction take them from the front.
+    An entry is the tuple ``(key, slot, prediction, ts, offset, partition)`` (index it with
+    :data:`KEY`, :data:`SLOT`, ...); its features are row ``slot`` of :attr:`features`, one
+    matrix for all entries, in the model bank's columns, so storing and fetching a stage's rows
+    is one array operation.  Entries are kept in insertion order, which is the order the events
+    were processed in; expiry and eviction take them from the front.
     """
 
     def __init__(self, ttl_ms: int, max_entries: int) -> None:
         self.ttl_ms = ttl_ms
         self.max_entries = max_entries
         self.entries: dict[str, Entry] = {}
+        self.features = np.zeros((0, 0))
+        self._free: list[int] = []  # unused rows of features
         self._persisted: set[str] = set()  # ids whose entry is in the changelog
         self._unwritten: list[str] = []  # inserted since the last commit
         self._tombstones: list[tuple[int, str, int]] = []  # (partition, id, offset) owed
@@ -83,11 +87,33 @@ class FeatureCache:
     def __len__(self) -> int:
         return len(self.entries)
 
+    def _alloc(self, n: int, width: int) -> list[int]:
+        """``n`` free rows of :attr:`features`, which is at least ``width`` wide."""
+        rows, cols = self.features.shape
+        if width > cols or len(self._free) < n:
+            grown_rows = max(rows, 1024)
+            while grown_rows - rows + len(self._free) < n:
+                grown_rows *= 2
+            grown = np.zeros((grown_rows, max(width, cols)))
+            grown[:rows, :cols] = self.features
+            self.features = grown
+            self._free.extend(range(grown_rows - 1, rows - 1, -1))
+        slots = self._free[-n:] if n else []
+        del self._free[len(self._free) - n :]
+        return slots
+
+    def rows(self, entries: Sequence[Entry], width: int) -> np.ndarray:
+        """The cached features of ``entries`` (none None), ``width`` columns."""
+        out = self.features[[e[SLOT] for e in entries], :width]
+        if out.shape[1] < width:  # columns the bank gained since: never seen, so zero
+            out = np.pad(out, ((0, 0), (0, width - out.shape[1])))
+        return out
+
     def put_many(
         self,
         event_ids: Sequence[str],
         keys: Sequence[str],
-        rows: Iterable[np.ndarray],
+        X: np.ndarray,
         predictions: Sequence[Any],
         timestamps: Sequence[int],
         offsets: Sequence[int],
@@ -99,8 +125,18 @@ class FeatureCache:
                 [e for e in event_ids if e in resent],
                 [o for e, o in zip(event_ids, offsets, strict=True) if e in resent],
             )
-        fields = zip(keys, rows, predictions, timestamps, offsets, partitions, strict=True)
+        for event_id in self.entries.keys() & event_ids:  # re-sent, not yet written
+            self._free.append(self.entries.pop(event_id)[SLOT])
+        n, width = X.shape
+        slots = self._alloc(n, width)
+        self.features[slots, :width] = X
+        self.features[slots, width:] = 0.0
+        fields = zip(keys, slots, predictions, timestamps, offsets, partitions, strict=True)
+        before = len(self.entries)
         self.entries.update(zip(event_ids, fields, strict=True))
+        if len(self.entries) - before < n:  # an id twice in one call: the last one stays
+            kept = {self.entries[e][SLOT] for e in event_ids}
+            self._free.extend(slot for slot in slots if slot not in kept)
         self._unwritten.extend(event_ids)
         if len(timestamps):
             self.clock = max(self.clock, int(max(timestamps)))
@@ -112,6 +148,7 @@ class FeatureCache:
         """Forget entries; ``offsets`` are those of the input events that resolved them."""
         pop, persisted = self.entries.pop, self._persisted
         popped = [pop(event_id, None) for event_id in event_ids]
+        self._free.extend(e[SLOT] for e in popped if e is not None)
         written = persisted.intersection(event_ids)
         if written:
             persisted.difference_update(written)
@@ -161,7 +198,9 @@ class FeatureCache:
             if entry is None or event_id in persisted:
                 continue
             persisted.add(event_id)
-            out.append((entry[PARTITION], event_id, encode_entry(entry, features), entry[OFFSET]))
+            row = self.features[entry[SLOT], : len(features)]
+            out.append((entry[PARTITION], event_id, encode_entry(entry, row, features),
+                        entry[OFFSET]))
         self._tombstones = []
         self._unwritten = []
         return out
@@ -170,7 +209,7 @@ class FeatureCache:
         """Forget a partition's entries (its changelog keeps them for the next owner)."""
         mine = [e for e, entry in self.entries.items() if entry[PARTITION] == partition]
         for event_id in mine:
-            del self.entries[event_id]
+            self._free.append(self.entries.pop(event_id)[SLOT])
         self._persisted.difference_update(mine)
 
     def count(self, partition: int) -> int:
@@ -181,14 +220,17 @@ class FeatureCache:
     ) -> None:
         """Load a partition's changelog records (event id, record, row)."""
         for event_id, record, row in sorted(records, key=lambda r: r[1].ts):
-            self.entries[event_id] = (record.key, row, record.prediction, record.ts,
+            (slot,) = self._alloc(1, len(row))
+            self.features[slot, : len(row)] = row
+            self.features[slot, len(row) :] = 0.0
+            self.entries[event_id] = (record.key, slot, record.prediction, record.ts,
                                       record.offset, partition)
             self._persisted.add(event_id)
             self.clock = max(self.clock, record.ts)
 
 
-def encode_entry(entry: Entry, features: Sequence[Hashable]) -> bytes:
-    values = entry[ROW].tolist()
+def encode_entry(entry: Entry, row: np.ndarray, features: Sequence[Hashable]) -> bytes:
+    values = row.tolist()
     named = {str(features[j]): v for j, v in enumerate(values) if v != 0.0}
     prediction = entry[PREDICTION]
     if isinstance(prediction, np.generic):

@@ -7,8 +7,8 @@ from oml.state.cache import CacheRecordError, FeatureCache, decode_cached
 
 
 def put(cache, ids, ts, partition=0, key="k"):
-    rows = list(np.arange(len(ids) * 2, dtype=float).reshape(len(ids), 2) + 1)
-    cache.put_many(ids, [key] * len(ids), rows, ["yes"] * len(ids), ts, list(range(len(ids))),
+    X = np.arange(len(ids) * 2, dtype=float).reshape(len(ids), 2) + 1
+    cache.put_many(ids, [key] * len(ids), X, ["yes"] * len(ids), ts, list(range(len(ids))),
                    [partition] * len(ids))
 
 
@@ -65,3 +65,15 @@ def test_bad_records_are_refused():
         decode_cached(b"not json")
     with pytest.raises(CacheRecordError, match="version"):
         decode_cached(b'{"v": 9, "key": "k", "features": {}, "ts": 1, "offset": 0}')
+
+
+def test_rows_are_recycled_and_new_columns_read_as_zero():
+    cache = FeatureCache(ttl_ms=10**9, max_entries=10**6)
+    for round_ in range(5):
+        ids = [f"{round_}-{i}" for i in range(1000)]
+        put(cache, ids, [1] * 1000)
+        assert cache.rows([cache.entries[ids[3]]], 3).tolist() == [[7.0, 8.0, 0.0]]
+        cache.drop_many(ids, [0] * 1000)
+    assert len(cache.features) <= 2048  # freed rows were used again
+    put(cache, ["x", "x"], [1, 2])  # the same id twice in one call: the last one stays
+    assert cache.entries["x"][3] == 2 and len(cache) == 1
