@@ -1,7 +1,7 @@
 """The service loop: predict-and-cache, retrieve-and-update, over Kafka, exactly once.
 
 Read it top to bottom in :meth:`Service.run`: poll a batch, decode it, split it into stages
-(:mod:`oml.waves`) in which each key learns at most once, predict for unlabeled events and cache
+(:mod:`oml.stages`) in which each key learns at most once, predict for unlabeled events and cache
 their features, learn from feedback, and at each commit interval write the changelogs and
 commit (:meth:`Service.commit` documents the order).  Partitions come and go through the
 consumer group; on assignment their models and feature cache are rebuilt from the changelogs
@@ -30,6 +30,7 @@ from oml.kafka import clients, deadletter, topics
 from oml.kafka.restore import ChangelogReader
 from oml.observability import ServiceMetrics
 from oml.registry import Registry, default_registry
+from oml.stages import plan_stages
 from oml.state.cache import (
     KEY,
     PREDICTION,
@@ -38,7 +39,6 @@ from oml.state.cache import (
     decode_cached,
 )
 from oml.state.models import ModelStore
-from oml.waves import plan_stages
 
 log = structlog.get_logger()
 
@@ -229,7 +229,7 @@ class Service:
     # ---------------------------------------------------------------------------- processing
     def process(self, messages: Sequence[Message]) -> None:
         """Handle one polled batch: decode it, then predict-and-cache and retrieve-and-update
-        stage by stage (see :mod:`oml.waves`: a few array operations per stage, and exactly the
+        stage by stage (see :mod:`oml.stages`: a few array operations per stage, and exactly the
         results of going event by event)."""
         started = time.perf_counter()
         batch = self.codec.decoder.decode_messages(messages)

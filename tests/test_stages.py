@@ -5,7 +5,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from oml.waves import plan_stages
+from oml.stages import plan_stages
 
 
 @given(st.lists(st.tuples(st.integers(0, 5), st.booleans()), max_size=60))
