@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
+from operator import itemgetter, methodcaller
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,8 @@ from oml.state.cache import (
 from oml.state.models import ModelStore
 
 log = structlog.get_logger()
+
+_OFFSET = methodcaller("offset")
 
 OFFSET_HEADER = "oml.offset"
 """Changelog record header: the input offset the record follows from."""
@@ -233,13 +235,10 @@ class Service:
         results of going event by event)."""
         started = time.perf_counter()
         batch = self.codec.decoder.decode_messages(messages)
-        offsets = np.fromiter(map(Message.offset, messages), np.int64, len(messages))
+        offsets = np.fromiter(map(_OFFSET, messages), np.int64, len(messages))
         for bad in batch.errors:
             self.dead_letter(messages[bad.index], bad.reason, bad.message)
-        last: dict[int, int] = {m.partition(): i for i, m in enumerate(messages)}  # type: ignore[misc]
-        for p, i in last.items():
-            self._positions[p] = int(offsets[i]) + 1
-            self._last_offset[p] = int(offsets[i])
+        self._advance_positions(batch, messages, offsets)
         self.summary.events += len(messages)
         n_feedback = int(batch.has_label.sum())
         self.metrics.count_events("unlabeled", len(batch) - n_feedback)
@@ -258,6 +257,22 @@ class Service:
                     )
             self.producer.poll(0)
         self.metrics.batch_latency.observe(time.perf_counter() - started)
+
+    def _advance_positions(
+        self, batch: DecodedBatch, messages: Sequence[Message], offsets: np.ndarray
+    ) -> None:
+        """Each partition's next offset to commit: past the last message of the batch."""
+        last: dict[int, int] = {}
+        parts, good = batch.partitions, offsets[batch.index]
+        for p in np.unique(parts).tolist():
+            last[p] = int(good[parts == p].max())
+        for bad in batch.errors:  # dead letters count as processed too
+            m = messages[bad.index]
+            p, o = int(m.partition()), int(m.offset())  # type: ignore[arg-type]
+            last[p] = max(last.get(p, -1), o)
+        for p, o in last.items():
+            self._positions[p] = o + 1
+            self._last_offset[p] = o
 
     def _predict_and_cache(
         self,

@@ -36,7 +36,7 @@ import math
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from operator import itemgetter
+from operator import itemgetter, methodcaller
 from typing import TYPE_CHECKING, Any, Protocol
 
 import fastavro
@@ -80,6 +80,9 @@ NO_TIMESTAMP = -1
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _INT64_MAX = 2**63 - 1
 
+
+_VALUE = methodcaller("value")
+_PARTITION = methodcaller("partition")
 
 class Event(msgspec.Struct, omit_defaults=True, gc=False):
     """One input message as a producer writes it (``timestamp`` in epoch milliseconds)."""
@@ -283,8 +286,8 @@ class EventDecoder:
 
         Keys and timestamps are read from the messages only when some body lacks them.
         """
-        values = [m.value() for m in messages]
-        partitions = np.fromiter((m.partition() for m in messages), np.int32, len(messages))
+        values = list(map(_VALUE, messages))
+        partitions = np.fromiter(map(_PARTITION, messages), np.int32, len(messages))
 
         def kafka_ts() -> np.ndarray:
             return np.fromiter(
