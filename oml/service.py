@@ -244,16 +244,15 @@ class Service:
         self.metrics.count_events("unlabeled", len(batch) - n_feedback)
         self.metrics.count_events("feedback", n_feedback)
         if len(batch):
-            partitions = batch.partitions.tolist()
-            rows = self.models.rows_for_partitions(partitions, batch.keys)
+            rows = self.models.rows_for_partitions(batch.partitions.tolist(), batch.keys)
             X = batch.matrix(self.models.bank)
             event_offsets = offsets[batch.index]
             for unlabeled, labeled in plan_stages(rows, batch.has_label):
                 if len(unlabeled):
-                    self._predict_and_cache(batch, unlabeled, rows, X, event_offsets, partitions)
+                    self._predict_and_cache(batch, unlabeled, rows, X, event_offsets)
                 if len(labeled):
                     self._retrieve_and_update(
-                        batch, messages, labeled, rows, X, event_offsets, partitions
+                        batch, messages, labeled, rows, X, event_offsets
                     )
             self.producer.poll(0)
         self.metrics.batch_latency.observe(time.perf_counter() - started)
@@ -281,12 +280,11 @@ class Service:
         rows: np.ndarray,
         X: np.ndarray,
         offsets: np.ndarray,
-        partitions: list[int],
     ) -> None:
         bank = self.models.bank
-        wave_rows, Xw = rows[idx], X[idx]
-        prediction = bank.predict(wave_rows, Xw, self._dicts(batch, idx, Xw))
-        n_updates = bank.n_updates(wave_rows)
+        stage_rows, Xw = rows[idx], X[idx]
+        prediction = bank.predict(stage_rows, Xw, self._dicts(batch, idx, Xw))
+        n_updates = bank.n_updates(stage_rows)
         pick = idx.tolist()
         ids = _take(batch.event_ids, pick)
         keys = _take(batch.keys, pick)
@@ -317,7 +315,6 @@ class Service:
         rows: np.ndarray,
         X: np.ndarray,
         offsets: np.ndarray,
-        partitions: list[int],
     ) -> None:
         models, cache = self.models, self.cache
         cache.advance(int(batch.timestamps[idx].max()))
@@ -331,7 +328,7 @@ class Service:
         if replayed.any() or None in entries or [e[KEY] for e in entries] != keys:
             for j in range(len(idx)):
                 keep[j] = self._check_feedback(
-                    batch, messages, pick[j], entries[j], bool(replayed[j]), offs[j], partitions
+                    batch, messages, pick[j], entries[j], bool(replayed[j]), offs[j]
                 )
         self.metrics.cache_hits.inc(len(entries) - entries.count(None))
         if not keep.all():
@@ -342,7 +339,7 @@ class Service:
             entries = [entries[j] for j in where]
         if not len(idx):
             return
-        wave_rows = rows[idx]
+        stage_rows = rows[idx]
         width = X.shape[1]
         if None not in entries:
             Xl = cache.rows(entries, width)
@@ -352,7 +349,7 @@ class Service:
             if hit:
                 Xl[hit] = cache.rows([entries[j] for j in hit], width)
         labels = _take(batch.labels, idx.tolist())
-        errors = models.bank.learn(wave_rows, Xl, labels, self._dicts(batch, idx, Xl))
+        errors = models.bank.learn(stage_rows, Xl, labels, self._dicts(batch, idx, Xl))
         if errors.count(None) < len(errors):
             ok = np.array([e is None for e in errors], dtype=bool)
             for j in np.flatnonzero(~ok).tolist():
@@ -360,21 +357,21 @@ class Service:
                 assert error is not None
                 self.dead_letter(messages[batch.index[idx[j]]], error.reason, str(error))
             where = np.flatnonzero(ok).tolist()
-            idx, offs, wave_rows = idx[ok], offs[ok], wave_rows[ok]
+            idx, offs, stage_rows = idx[ok], offs[ok], stage_rows[ok]
             ids = [ids[j] for j in where]
             keys = [keys[j] for j in where]
             entries = [entries[j] for j in where]
             labels = [labels[j] for j in where]
-        models.learned_offset[wave_rows] = offs
-        self._score(wave_rows, entries, labels)
+        models.learned_offset[stage_rows] = offs
+        self._score(stage_rows, entries, labels)
         cache.drop_many(ids, offs.tolist())
-        models.mark_learned(wave_rows)
+        models.mark_learned(stage_rows)
         self.summary.learned += len(idx)
         self.metrics.learned.inc(len(idx))
 
     def _check_feedback(
         self, batch: DecodedBatch, messages: Sequence[Message], i: int, entry: Any,
-        replayed: bool, offset: int, partitions: list[int],
+        replayed: bool, offset: int,
     ) -> bool:
         """The rare cases of a feedback event; True if it is to be learned from."""
         event_id, message = batch.event_ids[i], messages[batch.index[i]]
