@@ -7,6 +7,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import structlog
 
@@ -102,7 +103,7 @@ def run_service(args: argparse.Namespace) -> int:
 
 def list_algorithms(args: argparse.Namespace) -> int:
     registry = load_registry()
-    rows = {
+    rows: dict[str, dict[str, Any]] = {
         name: {
             "class": f"{cls.__module__}.{cls.__qualname__}",
             "parameters": parameters(cls),

@@ -69,7 +69,7 @@ class Registry:
 def parameters(cls: type) -> dict[str, Any]:
     """The constructor parameters of a learner class and their defaults."""
     out: dict[str, Any] = {}
-    for p in inspect.signature(cls.__init__).parameters.values():
+    for p in inspect.signature(cls).parameters.values():
         if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         out[p.name] = None if p.default is p.empty else p.default

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter, methodcaller
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import structlog
@@ -509,9 +509,9 @@ class Service:
                 self.topics.models, value=value, key=key.encode(), partition=partition,
                 headers=[(OFFSET_HEADER, str(offset).encode())],
             )
-        for partition, event_id, value, offset in cache.take_changes(models.bank.features):
+        for partition, event_id, entry, offset in cache.take_changes(models.bank.features):
             produce(
-                self.topics.cache, value=value, key=event_id.encode(), partition=partition,
+                self.topics.cache, value=entry, key=event_id.encode(), partition=partition,
                 headers=[(OFFSET_HEADER, str(offset).encode())],
             )
 
@@ -622,9 +622,8 @@ class Service:
         """Last value per key of a changelog partition (nulls delete), among records that
         follow from input before ``limit``."""
         latest: dict[bytes, tuple[bytes | None, int]] = {}
-        records: list[Any]
         for records in self.reader.batches(topic, partition, headers=True):
-            for key, value, offset, headers in records:
+            for key, value, offset, headers in cast(list[Any], records):
                 source = _offset_header(headers)
                 if source is not None and source >= limit:
                     continue

@@ -211,7 +211,7 @@ def state_show(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     value, partition, offset = found
-    state = decode_state(value)
+    state = decode_state(value or b"")
     model_from_state(state)  # proves the record loads, exactly as restore would
     arrays = {
         name: a.tolist() if args.arrays else {"shape": list(a.shape), "dtype": str(a.dtype)}
@@ -296,9 +296,10 @@ def _show_accuracy(config: Config, bootstrap: str, labels_by_id: dict[str, Any],
     try:
         while seen < total and time.monotonic() < deadline:
             for m in consumer.consume(1000, 0.2):
-                if m.error() is not None:
-                    if m.error().code() != KafkaError._PARTITION_EOF:
-                        print(f"consume error: {m.error()}", file=sys.stderr)
+                error = m.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        print(f"consume error: {error}", file=sys.stderr)
                     continue
                 prediction = codec.decode(m.value())
                 seen += 1

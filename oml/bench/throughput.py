@@ -173,11 +173,12 @@ def latency(config: Config, bootstrap: str, n: int, n_keys: int, d: int, rate: f
     try:
         while time.monotonic() < deadline:
             for m in consumer.consume(10_000, 0.5):
-                if m.error() is None:
-                    p = json.loads(m.value())
+                error = m.error()
+                if error is None:
+                    p = json.loads(m.value() or b"{}")
                     lat.append(p["processed_timestamp"] - p["event_timestamp"])
-                elif m.error().code() == KafkaError._PARTITION_EOF:
-                    eof.add(m.partition())
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    eof.add(int(m.partition()))  # type: ignore[arg-type]
             if len(lat) >= n // 2 or (eof and len(eof) == len(consumer.assignment())
                                       and lat):
                 break

@@ -163,7 +163,7 @@ class ChangelogReader:
                     error = m.error()
                     if error is None:
                         # a record always has an offset; the stubs allow None for events
-                        record = (m.key(), m.value(), m.offset())
+                        record: Any = (m.key(), m.value(), m.offset())
                         if headers:
                             record = (*record, m.headers() or [])
                         records.append(record)  # type: ignore[arg-type]
