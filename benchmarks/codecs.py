@@ -1,6 +1,6 @@
 """Codec throughput: events/s for batches of typical 4-feature events (not part of the tests).
 
-    .venv/bin/python tests/codecs/bench_codecs.py [--batch 10000] [--repeat 30] [--out FILE]
+    .venv/bin/python benchmarks/codecs.py [--batch 10000] [--repeat 30] [--out FILE]
 
 Prints one row per case (best and median of ``--repeat`` runs) and, with ``--out``, writes the
 rows as JSON.  The two baseline rows are what the decoders are up against: parsing the same

@@ -1,6 +1,6 @@
 """How fast the restore reader reads a changelog partition (not a test: run it by hand).
 
-    .venv/bin/python tests/kafka/bench_restore.py --records 1000000
+    .venv/bin/python benchmarks/restore.py --records 1000000
 
 Fills one partition of a fresh topic with ``--records`` records (keys from a pool of
 ``--keys``, ``--value-bytes`` random values, lz4-compressed producer batches) on the embedded
