@@ -333,10 +333,7 @@ class Service:
         self.metrics.cache_hits.inc(len(entries) - entries.count(None))
         if not keep.all():
             idx, offs = idx[keep], offs[keep]
-            where = np.flatnonzero(keep).tolist()
-            ids = [ids[j] for j in where]
-            keys = [keys[j] for j in where]
-            entries = [entries[j] for j in where]
+            ids, keys, entries = _where(keep, ids, keys, entries)
         if not len(idx):
             return
         stage_rows = rows[idx]
@@ -356,12 +353,8 @@ class Service:
                 error = errors[j]
                 assert error is not None
                 self.dead_letter(messages[batch.index[idx[j]]], error.reason, str(error))
-            where = np.flatnonzero(ok).tolist()
             idx, offs, stage_rows = idx[ok], offs[ok], stage_rows[ok]
-            ids = [ids[j] for j in where]
-            keys = [keys[j] for j in where]
-            entries = [entries[j] for j in where]
-            labels = [labels[j] for j in where]
+            ids, keys, entries, labels = _where(ok, ids, keys, entries, labels)
         models.learned_offset[stage_rows] = offs
         self._score(stage_rows, entries, labels)
         cache.drop_many(ids, offs.tolist())
@@ -681,3 +674,9 @@ def _take(values: Sequence[Any], positions: list[int]) -> list[Any]:
     if len(positions) == 1:
         return [values[positions[0]]]
     return list(itemgetter(*positions)(values)) if positions else []
+
+
+def _where(mask: np.ndarray, *columns: list[Any]) -> list[list[Any]]:
+    """Each list cut down to the positions where ``mask`` is True."""
+    positions = np.flatnonzero(mask).tolist()
+    return [_take(column, positions) for column in columns]
