@@ -35,8 +35,8 @@ import json
 import math
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
-from operator import itemgetter, methodcaller
+from itertools import chain, compress, repeat
+from operator import is_not, itemgetter, methodcaller
 from typing import TYPE_CHECKING, Any, Protocol
 
 import fastavro
@@ -336,12 +336,14 @@ class EventDecoder:
                 if type(y) is float and not math.isfinite(y):
                     bad[i] = (BAD_LABEL, f"label is {y}")
         n_featureless = feats.count(None)
+        has_label = _present(labels, n_unlabeled)
+        has_features = _present(feats, n_featureless)
         if n_featureless and n_unlabeled:
-            for i in range(m):
-                if feats[i] is None and labels[i] is None:
-                    bad.setdefault(i, (MISSING_FIELD, self._no_features_message))
+            for i in np.flatnonzero(~(has_label | has_features)).tolist():
+                bad.setdefault(i, (MISSING_FIELD, self._no_features_message))
         if n_featureless < m:
-            self._check_feature_shapes(feats, n_featureless, bad, p.feature_struct)
+            present = list(compress(feats, has_features.tolist())) if n_featureless else feats
+            self._check_feature_shapes(feats, present, bad, p.feature_struct)
         stamps = self._timestamps(tss, index, kafka_ts, bad)
 
         if bad:
@@ -350,29 +352,24 @@ class EventDecoder:
             for i, (reason, message) in bad.items():
                 errors.append(BadMessage(int(index[i]), reason, message))
             index, stamps = index[keep], stamps[keep]
+            has_label, has_features = has_label[keep], has_features[keep]
             rows = np.flatnonzero(keep).tolist()
             ids, keys, labels, feats = (_pick(c, rows) for c in (ids, keys, labels, feats))
             m = len(rows)
 
-        names, X, has_features, xs, not_finite = self._features(feats, p.feature_struct)
+        names, X, xs, not_finite = self._features(feats, has_features, p.feature_struct)
         if not_finite:  # rare: drop those rows and lay the matrix out again without them
             keep = np.ones(m, dtype=bool)
             keep[list(not_finite)] = False
             for i, message in not_finite.items():
                 errors.append(BadMessage(int(index[i]), NOT_FINITE, message))
             index, stamps = index[keep], stamps[keep]
+            has_label, has_features = has_label[keep], has_features[keep]
             rows = np.flatnonzero(keep).tolist()
             ids, keys, labels, feats = (_pick(c, rows) for c in (ids, keys, labels, feats))
             m = len(rows)
-            names, X, has_features, xs, _ = self._features(feats, p.feature_struct)
+            names, X, xs, _ = self._features(feats, has_features, p.feature_struct)
 
-        n_unlabeled = labels.count(None) if bad or not_finite else n_unlabeled
-        if n_unlabeled == 0:
-            has_label = np.ones(m, dtype=bool)
-        elif n_unlabeled == m:
-            has_label = np.zeros(m, dtype=bool)
-        else:
-            has_label = np.fromiter((y is not None for y in labels), bool, m)
         errors.sort(key=itemgetter(0))
         return DecodedBatch(
             index=index,
@@ -427,15 +424,15 @@ class EventDecoder:
     def _check_feature_shapes(
         self,
         feats: list[Any],
-        n_featureless: int,
+        present: list[Any],
         bad: dict[int, tuple[str, str]],
         struct: _FeatureStruct | None,
     ) -> None:
         """Empty features, and list features of the wrong length (fixing the length if unset).
+        ``present`` is ``feats`` without its Nones.
 
         Whole-column checks first; the row-by-row loops run only when something is off.
         """
-        present = [f for f in feats if f is not None] if n_featureless else feats
         kinds = set(map(type, present))
         if struct is not None and struct.type in kinds:  # a struct is never empty
             kinds.discard(struct.type)
@@ -468,19 +465,15 @@ class EventDecoder:
         return self._position_names[:n]
 
     def _features(
-        self, feats: list[Any], struct: _FeatureStruct | None = None
-    ) -> tuple[list[str], np.ndarray, np.ndarray, list[Any] | None, dict[int, str]]:
-        """(names, X, has_features, xs or None, {row: not-finite message})."""
+        self, feats: list[Any], has: np.ndarray, struct: _FeatureStruct | None = None
+    ) -> tuple[list[str], np.ndarray, list[Any] | None, dict[int, str]]:
+        """(names, X, xs or None, {row: not-finite message}); ``has``: which feats are not
+        None."""
         m = len(feats)
-        n_none = feats.count(None)
+        n_none = m - int(np.count_nonzero(has))
         if n_none == m:
-            return [], np.zeros((m, 0)), np.zeros(m, dtype=bool), None, {}
-        if n_none:
-            has = np.fromiter((f is not None for f in feats), bool, m)
-            present = [f for f in feats if f is not None]
-        else:
-            has = np.ones(m, dtype=bool)
-            present = feats
+            return [], np.zeros((m, 0)), None, {}
+        present = list(compress(feats, has.tolist())) if n_none else feats
         k = len(present)
         kinds = set(map(type, present))
         xs: list[Any] | None = None
@@ -527,7 +520,7 @@ class EventDecoder:
             X[has] = values
         else:
             X = values
-        return names, X, has, xs, not_finite
+        return names, X, xs, not_finite
 
     def _uniform_names(self, names: list[str]) -> None:
         """Told the names of a batch whose dict features all had them, in that order."""
@@ -594,6 +587,16 @@ class EventDecoder:
 def _all_of(values: list[Any], kind: type) -> bool:
     """Every value is exactly of type ``kind`` (no subclasses: bool is not an int here)."""
     return not values or set(map(type, values)) == {kind}
+
+
+def _present(column: list[Any], n_none: int) -> np.ndarray:
+    """Which values are not None (``n_none`` of them are)."""
+    m = len(column)
+    if n_none == 0:
+        return np.ones(m, dtype=bool)
+    if n_none == m:
+        return np.zeros(m, dtype=bool)
+    return np.fromiter(map(is_not, column, repeat(None)), bool, m)
 
 
 def _pick(column: list[Any], rows: list[int]) -> list[Any]:

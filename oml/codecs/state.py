@@ -21,6 +21,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
 import struct
@@ -30,8 +31,10 @@ from typing import Any, cast
 
 import fastavro
 import numpy as np
+from fastavro.validation import ValidationError, validate
 
 from oml.base import Learner, ModelState, StateError
+from oml.codecs.avro import string, zigzag
 
 MAGIC = b"OMLS"
 SERVICE_EXTRA_PREFIX = "oml."
@@ -86,26 +89,152 @@ def model_from_state(state: ModelState, registry: Any = None) -> Learner:
         raise StateError(f"{state.algorithm!r} could not load its state: {exc}") from exc
 
 
-def encode_state(state: ModelState) -> bytes:
+def encode_state(state: ModelState, extra: dict[str, Any] | None = None) -> bytes:
+    """The envelope and Avro body of ``state`` (with ``extra`` in place of ``state.extra``
+    when given); :class:`StateError` if it does not fit the schema."""
+    if extra is None:
+        extra = state.extra
+    params = {k: _plain(v) for k, v in state.params.items()}
+    payload = _fast_body(state, params, extra)
+    if payload is None:  # a value the hand-written writer does not know: fastavro decides
+        payload = _fastavro_body(state, params, extra)
+    return _HEADER.pack(MAGIC, ENVELOPE_VERSION, zlib.crc32(payload)) + payload
+
+
+def _fastavro_body(state: ModelState, params: dict[str, Any], extra: dict[str, Any]) -> bytes:
     record = {
         "algorithm": state.algorithm,
         "version": state.version,
-        "params": {k: _plain(v) for k, v in state.params.items()},
+        "params": params,
         "features": list(state.features),
         "labels": list(state.labels),
         "arrays": [_array_record(name, a) for name, a in state.arrays.items()],
         "n_updates": int(state.n_updates),
-        "extra": dict(state.extra),
+        "extra": dict(extra),
     }
     body = io.BytesIO()
-    try:
+    try:  # validation too: fastavro would write an int out of range without a word
+        validate(record, SCHEMA, raise_errors=True)
         fastavro.schemaless_writer(body, SCHEMA, record)
-    except (ValueError, TypeError) as exc:
+    except (ValidationError, ValueError, TypeError) as exc:
         raise StateError(
             f"model state of {state.algorithm!r} does not fit the schema: {exc}"
         ) from exc
-    payload = body.getvalue()
-    return _HEADER.pack(MAGIC, ENVELOPE_VERSION, zlib.crc32(payload)) + payload
+    return body.getvalue()
+
+
+# ---- the hand-written writer: the same bytes as fastavro's (a property test checks), about
+# five times quicker, which matters because a commit writes every model that learned.
+
+_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+_DOUBLE = struct.Struct("<d").pack
+_DTYPE_INDEX = {"f": b"\x00", "i": b"\x02", "b": b"\x04"}  # the DType enum's symbols
+
+
+_name = functools.lru_cache(maxsize=4096)(string)
+"""``string`` for the texts every state repeats: names of params, features, arrays, extras."""
+
+
+class _Unknown(Exception):
+    """A value the hand-written writer leaves to fastavro."""
+
+
+def _scalar(value: Any) -> bytes:
+    """A value of the union ["null", "boolean", "long", "double", "string"] (branch 0..4)."""
+    kind = type(value)
+    if value is None:
+        return b"\x00"
+    if kind is bool:
+        return b"\x02\x01" if value else b"\x02\x00"
+    if kind is int and _LONG_MIN <= value <= _LONG_MAX:
+        return b"\x04" + zigzag(value)
+    if kind is float:
+        return b"\x06" + _DOUBLE(value)
+    if kind is str:
+        return b"\x08" + _name(value)
+    raise _Unknown
+
+
+def _param(value: Any) -> bytes:
+    """A params value: a scalar, or (branch 5) an array of scalars."""
+    if type(value) is list:
+        return b"\x0a" + _blocks([_scalar(v) for v in value])
+    return _scalar(value)
+
+
+def _label(value: Any) -> bytes:
+    """A label: ["boolean", "long", "double", "string"]."""
+    kind = type(value)
+    if kind is bool:
+        return b"\x00\x01" if value else b"\x00\x00"
+    if kind is int and _LONG_MIN <= value <= _LONG_MAX:
+        return b"\x02" + zigzag(value)
+    if kind is float:
+        return b"\x04" + _DOUBLE(value)
+    if kind is str:
+        return b"\x06" + string(value)
+    raise _Unknown
+
+
+def _feature(value: Any) -> bytes:
+    """A feature name: ["string", "long"]."""
+    kind = type(value)
+    if kind is str:
+        return b"\x00" + _name(value)
+    if kind is int and _LONG_MIN <= value <= _LONG_MAX:
+        return b"\x02" + zigzag(value)
+    raise _Unknown
+
+
+def _blocks(items: list[bytes]) -> bytes:
+    """An Avro array or map as fastavro writes it: one block (its count), then the end."""
+    if not items:
+        return b"\x00"
+    return zigzag(len(items)) + b"".join(items) + b"\x00"
+
+
+def _map(values: dict[str, Any], write: Any) -> bytes:
+    items = []
+    for k, v in values.items():
+        if type(k) is not str:
+            raise _Unknown
+        items.append(_name(k) + write(v))
+    return _blocks(items)
+
+
+def _ndarray(name: str, a: np.ndarray) -> bytes:
+    kind = a.dtype.kind
+    if kind not in _DTYPE_INDEX or type(name) is not str:
+        raise _Unknown
+    data = np.ascontiguousarray(a, dtype=_DTYPES[_KINDS[kind]]).tobytes()
+    return b"".join((
+        _name(name), _DTYPE_INDEX[kind], _blocks([zigzag(n) for n in a.shape]),
+        zigzag(len(data)), data,
+    ))
+
+
+def _fast_body(state: ModelState, params: dict[str, Any], extra: dict[str, Any]) -> bytes | None:
+    try:
+        if type(state.algorithm) is not str or type(state.version) is not int:
+            raise _Unknown
+        if not _INT_MIN <= state.version <= _INT_MAX:
+            raise _Unknown
+        n_updates = int(state.n_updates)
+        if not _LONG_MIN <= n_updates <= _LONG_MAX:
+            raise _Unknown
+        return b"".join((
+            _name(state.algorithm),
+            zigzag(state.version),
+            _map(params, _param),
+            _blocks([_feature(f) for f in state.features]),
+            _blocks([_label(y) for y in state.labels]),
+            _blocks([_ndarray(name, a) for name, a in state.arrays.items()]),
+            zigzag(n_updates),
+            _map(extra, _scalar),
+        ))
+    except (_Unknown, AttributeError, TypeError):
+        return None
 
 
 def decode_state(data: bytes) -> ModelState:
@@ -154,8 +283,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
+_KINDS = {"f": "float64", "i": "int64", "b": "bool"}
+
+
 def _array_record(name: str, a: np.ndarray) -> dict[str, Any]:
-    kind = {"f": "float64", "i": "int64", "b": "bool"}.get(a.dtype.kind)
+    kind = _KINDS.get(a.dtype.kind)
     if kind is None:
         raise StateError(f"array {name!r} has dtype {a.dtype}; states hold float64, int64 or bool")
     data = np.ascontiguousarray(a, dtype=_DTYPES[kind]).tobytes()

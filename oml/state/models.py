@@ -8,7 +8,6 @@ a key learned from a hundred times between two commits is written once.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -95,7 +94,7 @@ class ModelStore:
             ABS_ERR: float(self.abs_err[row]),
             SQ_ERR: float(self.sq_err[row]),
         }
-        return encode_state(dataclasses.replace(state, extra=extra))
+        return encode_state(state, extra)
 
     def model(self, key: str) -> Learner:
         return self.bank.get(self.rows[key])
