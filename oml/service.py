@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter, methodcaller
+from operator import eq, itemgetter
 from typing import Any, cast
 
 import numpy as np
@@ -24,6 +24,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient
 
 from oml.base import LoopBank, StateError
+from oml.codecs._util import message_column, message_ints
 from oml.codecs.events import DecodedBatch, EventCodec
 from oml.config import Config
 from oml.kafka import clients, deadletter, topics
@@ -42,7 +43,7 @@ from oml.state.models import ModelStore
 
 log = structlog.get_logger()
 
-_OFFSET = methodcaller("offset")
+_KEY_OF, _PREDICTION_OF = itemgetter(KEY), itemgetter(PREDICTION)
 
 OFFSET_HEADER = "oml.offset"
 """Changelog record header: the input offset the record follows from."""
@@ -101,6 +102,7 @@ class Service:
         self.instance_id = config.kafka.instance_id or clients.default_instance_id()
         self.summary = Summary()
         self._positions: dict[int, int] = {}  # partition -> next offset, since the last commit
+        self._predicted: list[tuple[int, np.ndarray]] = []  # (time, event times) of the batch
         self._last_offset: dict[int, int] = {}  # partition -> last offset processed
         self._stop = False
         self._in_transaction = False
@@ -130,8 +132,9 @@ class Service:
                 self._begin()
                 messages = self._poll()
                 self.metrics.heartbeat()
-                events = [m for m in messages if m.error() is None]
-                if len(events) < len(messages):
+                events = messages
+                if any(message_column(messages, "error")):  # rare: partition ends, errors
+                    events = [m for m in messages if m.error() is None]
                     for m in messages:
                         self._check_error(m)
                 if events:
@@ -235,7 +238,7 @@ class Service:
         results of going event by event)."""
         started = time.perf_counter()
         batch = self.codec.decoder.decode_messages(messages)
-        offsets = np.fromiter(map(_OFFSET, messages), np.int64, len(messages))
+        offsets = message_ints(messages, "offset")
         for bad in batch.errors:
             self.dead_letter(messages[bad.index], bad.reason, bad.message)
         self._advance_positions(batch, messages, offsets)
@@ -255,7 +258,20 @@ class Service:
                         batch, messages, labeled, rows, X, event_offsets
                     )
             self.producer.poll(0)
+        self._observe_latencies()
         self.metrics.batch_latency.observe(time.perf_counter() - started)
+
+    def _observe_latencies(self) -> None:
+        """The batch's predictions into the metrics (once per batch, not per stage): how many,
+        and the latency of those whose event had a time."""
+        if not self._predicted:
+            return
+        nows, stamps = zip(*self._predicted, strict=True)
+        self._predicted = []
+        ts = np.concatenate(stamps)
+        self.metrics.predicted.inc(len(ts))
+        lat = np.repeat(nows, [len(t) for t in stamps]) - ts
+        self.metrics.event_latency.observe_many(lat[ts >= 0] / 1000.0)
 
     def _advance_positions(
         self, batch: DecodedBatch, messages: Sequence[Message], offsets: np.ndarray
@@ -302,10 +318,7 @@ class Service:
         for key, value in zip(keys, values, strict=True):
             produce(topic, value, key)
         self.summary.predictions += len(idx)
-        self.metrics.predicted.inc(len(idx))
-        valid = ts[ts >= 0]
-        if len(valid):
-            self.metrics.event_latency.observe_many((now - valid) / 1000.0)
+        self._predicted.append((now, ts))
 
     def _retrieve_and_update(
         self,
@@ -325,7 +338,7 @@ class Service:
         offs = offsets[idx]
         replayed = offs <= models.learned_offset[rows[idx]]
         keep = np.ones(len(idx), dtype=bool)
-        if replayed.any() or None in entries or [e[KEY] for e in entries] != keys:
+        if replayed.any() or None in entries or list(map(_KEY_OF, entries)) != keys:
             for j in range(len(idx)):
                 keep[j] = self._check_feedback(
                     batch, messages, pick[j], entries[j], bool(replayed[j]), offs[j]
@@ -407,18 +420,18 @@ class Service:
         """Prequential scoring of the predictions made before the labels were known (a model
         with nothing learned yet predicts None, which counts as wrong, as in River).  Feedback
         that missed the cache has no prediction to score."""
-        scored = [j for j, e in enumerate(entries) if e is not None]
-        if not scored:
-            return
         m = self.models
-        if len(scored) < len(entries):
+        if None in entries:
+            scored = [j for j, e in enumerate(entries) if e is not None]
+            if not scored:
+                return
             rows = rows[scored]
             entries = [entries[j] for j in scored]
             labels = [labels[j] for j in scored]
-        predicted = [e[PREDICTION] for e in entries]
+        predicted = list(map(_PREDICTION_OF, entries))
         if self.is_classifier:
             m.scored[rows] += 1
-            m.correct[rows] += np.array([p == y for p, y in zip(predicted, labels, strict=True)])
+            m.correct[rows] += np.fromiter(map(eq, predicted, labels), bool, len(labels))
             return
         known = [j for j, p in enumerate(predicted) if p is not None]
         error = np.array([float(predicted[j]) - float(labels[j]) for j in known])

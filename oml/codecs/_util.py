@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from operator import methodcaller
+from typing import Any
+
+import numpy as np
+from confluent_kafka import Message
 
 
 @contextmanager
@@ -23,3 +28,24 @@ def gc_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+def message_column(messages: Sequence[Any], method: str) -> list[Any]:
+    """``m.<method>()`` of each message.
+
+    Through ``confluent_kafka.Message``'s own method descriptor, about four times quicker per
+    message than ``operator.methodcaller``, which serves objects that only look like messages
+    (test doubles).
+    """
+    try:
+        return list(map(getattr(Message, method), messages))
+    except TypeError:
+        return list(map(methodcaller(method), messages))
+
+
+def message_ints(messages: Sequence[Any], method: str, dtype: Any = np.int64) -> np.ndarray:
+    """``m.<method>()`` of each message as an integer array (partitions, offsets)."""
+    try:
+        return np.fromiter(map(getattr(Message, method), messages), dtype, len(messages))
+    except TypeError:
+        return np.fromiter(map(methodcaller(method), messages), dtype, len(messages))

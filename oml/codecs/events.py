@@ -36,7 +36,7 @@ import math
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, compress, repeat
-from operator import is_not, itemgetter, methodcaller
+from operator import is_not, itemgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
 import fastavro
@@ -45,7 +45,7 @@ import numpy as np
 from fastavro.read import SchemaResolutionError
 
 from oml.codecs import avro
-from oml.codecs._util import gc_paused
+from oml.codecs._util import gc_paused, message_column, message_ints
 from oml.codecs.errors import (
     BAD_LABEL,
     MALFORMED,
@@ -81,8 +81,6 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _INT64_MAX = 2**63 - 1
 
 
-_VALUE = methodcaller("value")
-_PARTITION = methodcaller("partition")
 
 class Event(msgspec.Struct, omit_defaults=True, gc=False):
     """One input message as a producer writes it (``timestamp`` in epoch milliseconds)."""
@@ -286,8 +284,8 @@ class EventDecoder:
 
         Keys and timestamps are read from the messages only when some body lacks them.
         """
-        values = list(map(_VALUE, messages))
-        partitions = np.fromiter(map(_PARTITION, messages), np.int32, len(messages))
+        values = message_column(messages, "value")
+        partitions = message_ints(messages, "partition", np.int32)
 
         def kafka_ts() -> np.ndarray:
             return np.fromiter(

@@ -17,6 +17,8 @@ input the consumer group never committed.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Sequence
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import msgspec
@@ -59,6 +61,7 @@ def decode_cached(data: bytes) -> CachedEvent:
 
 Entry = tuple  # (key, slot, prediction, ts, offset, partition): built in bulk, so a tuple
 KEY, SLOT, PREDICTION, TS, OFFSET, PARTITION = range(6)
+_SLOT_OF = itemgetter(SLOT)
 
 
 class FeatureCache:
@@ -104,7 +107,7 @@ class FeatureCache:
 
     def rows(self, entries: Sequence[Entry], width: int) -> np.ndarray:
         """The cached features of ``entries`` (none None), ``width`` columns."""
-        out = self.features[[e[SLOT] for e in entries], :width]
+        out = self.features[list(map(_SLOT_OF, entries)), :width]
         if out.shape[1] < width:  # columns the bank gained since: never seen, so zero
             out = np.pad(out, ((0, 0), (0, width - out.shape[1])))
         return out
@@ -119,14 +122,15 @@ class FeatureCache:
         offsets: Sequence[int],
         partitions: Sequence[int],
     ) -> None:
-        resent = self._persisted.intersection(event_ids)
-        if resent:  # a re-sent id replaces an entry already written: tombstone the old one
-            self.drop_many(
-                [e for e in event_ids if e in resent],
-                [o for e, o in zip(event_ids, offsets, strict=True) if e in resent],
-            )
-        for event_id in self.entries.keys() & event_ids:  # re-sent, not yet written
-            self._free.append(self.entries.pop(event_id)[SLOT])
+        if not self.entries.keys().isdisjoint(event_ids):  # re-sent ids (rare)
+            resent = self._persisted.intersection(event_ids)
+            if resent:  # replacing an entry already written: tombstone the old one
+                self.drop_many(
+                    [e for e in event_ids if e in resent],
+                    [o for e, o in zip(event_ids, offsets, strict=True) if e in resent],
+                )
+            for event_id in self.entries.keys() & event_ids:  # not yet written
+                self._free.append(self.entries.pop(event_id)[SLOT])
         n, width = X.shape
         slots = self._alloc(n, width)
         self.features[slots, :width] = X
@@ -146,9 +150,14 @@ class FeatureCache:
 
     def drop_many(self, event_ids: Sequence[str], offsets: Sequence[int]) -> None:
         """Forget entries; ``offsets`` are those of the input events that resolved them."""
-        pop, persisted = self.entries.pop, self._persisted
-        popped = [pop(event_id, None) for event_id in event_ids]
-        self._free.extend(e[SLOT] for e in popped if e is not None)
+        persisted = self._persisted
+        popped = list(map(self.entries.pop, event_ids, repeat(None)))
+        if None in popped:
+            self._free.extend(e[SLOT] for e in popped if e is not None)
+        else:
+            self._free.extend(map(_SLOT_OF, popped))
+        if persisted.isdisjoint(event_ids):
+            return
         written = persisted.intersection(event_ids)
         if written:
             persisted.difference_update(written)
