@@ -195,6 +195,7 @@ class _Parsed:
     errors: list[BadMessage]
     check_floats: bool  # the format can produce NaN/inf labels (JSON cannot)
     feature_struct: _FeatureStruct | None = None  # features decoded into this struct type
+    typed: bool = False  # ids all str, keys str or None, timestamps int or None
 
 
 @dataclass(frozen=True)
@@ -324,9 +325,9 @@ class EventDecoder:
         m = len(ids)
         bad: dict[int, tuple[str, str]] = {}
 
-        if not _all_of(ids, str):
+        if not (p.typed or _all_of(ids, str)):
             ids = [x if type(x) is str else str(x) for x in ids]
-        if not _all_of(keys, str):
+        if None in keys if p.typed else not _all_of(keys, str):
             keys = self._fix_keys(keys, index, kafka_keys, bad)
         n_unlabeled = labels.count(None)
         if p.check_floats and n_unlabeled < m:
@@ -342,7 +343,7 @@ class EventDecoder:
         if n_featureless < m:
             present = list(compress(feats, has_features.tolist())) if n_featureless else feats
             self._check_feature_shapes(feats, present, bad, p.feature_struct)
-        stamps = self._timestamps(tss, index, kafka_ts, bad)
+        stamps = self._timestamps(tss, index, kafka_ts, bad, p.typed)
 
         if bad:
             keep = np.ones(m, dtype=bool)
@@ -545,9 +546,10 @@ class EventDecoder:
         index: np.ndarray,
         kafka_ts: KafkaTimestamps | None,
         bad: dict[int, tuple[str, str]],
+        typed: bool = False,
     ) -> np.ndarray:
         m = len(tss)
-        if _all_of(tss, int):
+        if None not in tss if typed else _all_of(tss, int):
             try:
                 out = np.array(tss, dtype=np.int64)
             except OverflowError:
@@ -652,16 +654,18 @@ class JsonEventDecoder(EventDecoder):
         self._fast_skip = 0  # batches to go without trying the fast path
         self._fast_penalty = 1
 
-    def _event_struct(self, features: Any) -> type:
+    def _event_struct(self, features: Any, typed: bool = False) -> type:
+        """The struct messages decode into; ``typed`` (the fast path) takes only string ids and
+        keys and integer timestamps, which spares the type checks of the columns."""
         f = self.fields
         return msgspec.defstruct(
             "JsonEvent",
             [
-                ("event_id", str | int),
-                ("key", str | int | None, None),
+                ("event_id", str if typed else str | int),
+                ("key", str | None if typed else str | int | None, None),
                 ("features", features | list[float] | None, None),
                 ("label", bool | int | float | str | None, None),
-                ("timestamp", int | float | dt.datetime | None, None),
+                ("timestamp", int | None if typed else int | float | dt.datetime | None, None),
             ],
             rename={
                 "event_id": f.event_id,
@@ -680,7 +684,9 @@ class JsonEventDecoder(EventDecoder):
             except ValueError:  # msgspec refuses names with quotes or control characters
                 self._fast = None
                 return
-            self._fast = (struct, msgspec.json.Decoder(self._event_struct(struct.type)).decode)
+            self._fast = (
+                struct, msgspec.json.Decoder(self._event_struct(struct.type, typed=True)).decode
+            )
 
     def _parse(self, values: Sequence[bytes | None]) -> _Parsed:
         """Try, in order: the learned fast path (features straight into a struct, when the last
@@ -704,7 +710,7 @@ class JsonEventDecoder(EventDecoder):
                     self._fast_penalty = min(self._fast_penalty * 2, 64)
                 else:
                     self._fast_penalty = 1
-                    return _Parsed(None, *_struct_columns(events), [], False, struct)
+                    return _Parsed(None, *_struct_columns(events), [], False, struct, True)
         try:
             events = list(map(self._decode, values))  # type: ignore[arg-type]  # None: TypeError
         except (msgspec.DecodeError, msgspec.ValidationError, TypeError):

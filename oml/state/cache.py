@@ -202,9 +202,9 @@ class FeatureCache:
             (p, i, None, o) for p, i, o in self._tombstones
         ]
         entries, persisted = self.entries, self._persisted
-        for event_id in self._unwritten:
-            entry = entries.get(event_id)
-            if entry is None or event_id in persisted:
+        for event_id in filter(entries.__contains__, self._unwritten):  # most are resolved
+            entry = entries[event_id]
+            if event_id in persisted:
                 continue
             persisted.add(event_id)
             row = self.features[entry[SLOT], : len(features)]

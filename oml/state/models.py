@@ -9,6 +9,8 @@ a key learned from a hundred times between two commits is written once.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
+from operator import is_
 
 import numpy as np
 
@@ -72,11 +74,10 @@ class ModelStore:
         """Like :meth:`rows_for`, each key with its own input partition."""
         found = list(map(self.rows.get, keys))
         if None in found:
-            for i, row in enumerate(found):
-                if row is None:
-                    found[i] = self.rows.get(keys[i])  # an earlier event may have made it
-                    if found[i] is None:
-                        found[i] = self._new_row(partitions[i], keys[i], None)
+            missing = np.fromiter(map(is_, found, repeat(None)), bool, len(found))
+            for i in np.flatnonzero(missing).tolist():
+                row = self.rows.get(keys[i])  # an earlier event may have made it
+                found[i] = self._new_row(partitions[i], keys[i], None) if row is None else row
         return np.array(found, dtype=np.intp)
 
     def mark_learned(self, rows: np.ndarray) -> None:

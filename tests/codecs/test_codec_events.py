@@ -473,10 +473,17 @@ def test_the_learned_fast_path_gives_the_same_answers() -> None:
         [b'{"event_id": "e", "key": "k", "features": [1, 2]}', b'{"event_id": "f", "key": "k"}'],
         [b'{"event_id": "g", "key": "k", "features": {"x": NaN, "y": 1}}'],
         [b'{"event_id": "h", "key": "k", "label": 1, "features": {"x": 9, "y": 10}}'],
+        # what the fast path's stricter types refuse: int ids and keys, float and negative
+        # times, a missing key (the Kafka key then)
+        [b'{"event_id": 7, "key": 8, "features": {"x": 1, "y": 2}, "timestamp": 1.5}'],
+        [b'{"event_id": "i", "features": {"x": 1, "y": 2}, "timestamp": -4}'],
+        [b'{"event_id": "j", "key": "k", "features": {"x": 1, "y": 2}, "timestamp": 2e3}'],
     ]
     for values in batches * 3:
-        got, want = decoder.decode_batch(values), general.decode_batch(values)
+        got = decoder.decode_batch(values, keys=[b"kafka-key"] * len(values))
+        want = general.decode_batch(values, keys=[b"kafka-key"] * len(values))
         assert got.errors == want.errors
+        assert got.keys == want.keys and got.timestamps.tolist() == want.timestamps.tolist()
         assert got.event_ids == want.event_ids and got.labels == want.labels
         assert [got.features(i) for i in range(len(got))] == [
             want.features(i) for i in range(len(want))
