@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from operator import eq, itemgetter
 from typing import Any, cast
 
@@ -23,7 +24,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from oml.base import LoopBank, StateError
+from oml.base import BankPrediction, LoopBank, StateError
 from oml.codecs._util import message_column, message_ints
 from oml.codecs.events import DecodedBatch, EventCodec
 from oml.config import Config
@@ -102,7 +103,7 @@ class Service:
         self.instance_id = config.kafka.instance_id or clients.default_instance_id()
         self.summary = Summary()
         self._positions: dict[int, int] = {}  # partition -> next offset, since the last commit
-        self._predicted: list[tuple[int, np.ndarray]] = []  # (time, event times) of the batch
+        self._pair_in_batch_enabled = True
         self._last_offset: dict[int, int] = {}  # partition -> last offset processed
         self._stop = False
         self._in_transaction = False
@@ -235,7 +236,12 @@ class Service:
     def process(self, messages: Sequence[Message]) -> None:
         """Handle one polled batch: decode it, then predict-and-cache and retrieve-and-update
         stage by stage (see :mod:`oml.stages`: a few array operations per stage, and exactly the
-        results of going event by event)."""
+        results of going event by event), then emit the batch's predictions.
+
+        Feedback for an unlabeled event of the same batch does not go through the cache when
+        the batch allows it (see :meth:`_pair_in_batch`): its features and prediction are read
+        from the batch, and only events still unresolved at the end of the batch are cached.
+        """
         started = time.perf_counter()
         batch = self.codec.decoder.decode_messages(messages)
         offsets = message_ints(messages, "offset")
@@ -250,28 +256,62 @@ class Service:
             rows = self.models.rows_for_partitions(batch.partitions.tolist(), batch.keys)
             X = batch.matrix(self.models.bank)
             event_offsets = offsets[batch.index]
+            pairs = self._pair_in_batch(batch, rows) if self.pair_in_batch else None
+            predicted: list[Predicted] = []
             for unlabeled, labeled in plan_stages(rows, batch.has_label):
                 if len(unlabeled):
-                    self._predict_and_cache(batch, unlabeled, rows, X, event_offsets)
+                    predicted.append(
+                        self._predict(batch, unlabeled, rows, X, event_offsets, pairs)
+                    )
                 if len(labeled):
                     self._retrieve_and_update(
-                        batch, messages, labeled, rows, X, event_offsets
+                        batch, messages, labeled, rows, X, event_offsets, pairs
                     )
+            self._emit_predictions(batch, predicted, X, event_offsets, pairs)
             self.producer.poll(0)
-        self._observe_latencies()
         self.metrics.batch_latency.observe(time.perf_counter() - started)
 
-    def _observe_latencies(self) -> None:
-        """The batch's predictions into the metrics (once per batch, not per stage): how many,
-        and the latency of those whose event had a time."""
-        if not self._predicted:
-            return
-        nows, stamps = zip(*self._predicted, strict=True)
-        self._predicted = []
-        ts = np.concatenate(stamps)
-        self.metrics.predicted.inc(len(ts))
-        lat = np.repeat(nows, [len(t) for t in stamps]) - ts
-        self.metrics.event_latency.observe_many(lat[ts >= 0] / 1000.0)
+    @property
+    def pair_in_batch(self) -> bool:
+        """Whether feedback may pair with its event inside a batch (tests switch it off to
+        check that both ways give the same results)."""
+        return self._pair_in_batch_enabled
+
+    @pair_in_batch.setter
+    def pair_in_batch(self, value: bool) -> None:
+        self._pair_in_batch_enabled = value
+
+    def _pair_in_batch(self, batch: DecodedBatch, rows: np.ndarray) -> _Pairs | None:
+        """Each feedback event's unlabeled event earlier in the batch (-1: none there), or None
+        when the batch needs the cache for everything.
+
+        Pairing inside the batch gives exactly the results of caching when: no unlabeled event
+        id is in the batch twice or in the cache already, and every feedback whose event is in
+        the batch comes after it, names its key and is the only feedback for it.  Otherwise
+        (re-sent ids, duplicate feedback, mismatched keys: rare) the batch goes through the
+        cache as a whole.
+        """
+        has_label = batch.has_label
+        f_idx = np.flatnonzero(has_label)
+        if not len(f_idx) or len(f_idx) == len(batch):
+            return None
+        u_idx = np.flatnonzero(~has_label)
+        u_ids = _take(batch.event_ids, u_idx.tolist())
+        position = dict(zip(u_ids, u_idx.tolist(), strict=True))
+        if len(position) < len(u_ids) or not self.cache.entries.keys().isdisjoint(u_ids):
+            return None
+        f_ids = _take(batch.event_ids, f_idx.tolist())
+        partner = np.fromiter(map(position.get, f_ids, repeat(-1)), np.intp, len(f_ids))
+        found = partner >= 0
+        if found.any():
+            u, f = partner[found], f_idx[found]
+            if not ((u < f).all() and (rows[u] == rows[f]).all()):
+                return None
+            if len(u) > 1 and not (np.diff(np.sort(u)) != 0).all():
+                return None
+        partners = np.full(len(batch), -1, dtype=np.intp)
+        partners[f_idx] = partner
+        return _Pairs(partners, np.zeros(len(batch), dtype=bool), np.empty(len(batch), object))
 
     def _advance_positions(
         self, batch: DecodedBatch, messages: Sequence[Message], offsets: np.ndarray
@@ -289,36 +329,79 @@ class Service:
             self._positions[p] = o + 1
             self._last_offset[p] = o
 
-    def _predict_and_cache(
+    def _predict(
         self,
         batch: DecodedBatch,
         idx: np.ndarray,
         rows: np.ndarray,
         X: np.ndarray,
         offsets: np.ndarray,
-    ) -> None:
+        pairs: _Pairs | None,
+    ) -> Predicted:
+        """Predict a stage's unlabeled events; cache them now unless the batch pairs in-batch
+        (then :meth:`_emit_predictions` caches what is left unresolved)."""
         bank = self.models.bank
         stage_rows, Xw = rows[idx], X[idx]
         prediction = bank.predict(stage_rows, Xw, self._dicts(batch, idx, Xw))
         n_updates = bank.n_updates(stage_rows)
-        pick = idx.tolist()
-        ids = _take(batch.event_ids, pick)
-        keys = _take(batch.keys, pick)
-        ts = batch.timestamps[idx]
-        labels = prediction.labels
-        self.cache.put_many(ids, keys, Xw, labels, ts.tolist(), offsets[idx].tolist(),
-                            batch.partitions[idx].tolist())
+        if pairs is None:
+            pick = idx.tolist()
+            self.cache.put_many(
+                _take(batch.event_ids, pick), _take(batch.keys, pick), Xw, prediction.labels,
+                batch.timestamps[idx].tolist(), offsets[idx].tolist(),
+                batch.partitions[idx].tolist(),
+            )
+        else:
+            pairs.predicted[idx] = prediction.labels
+        return idx, prediction, n_updates
+
+    def _emit_predictions(
+        self,
+        batch: DecodedBatch,
+        predicted: list[Predicted],
+        X: np.ndarray,
+        offsets: np.ndarray,
+        pairs: _Pairs | None,
+    ) -> None:
+        """Encode and produce the batch's predictions in stage order, a few encoder calls per
+        batch (one per run of stages with the same class list); cache the events still
+        unresolved when the batch paired in-batch."""
+        if not predicted:
+            return
         now = int(time.time() * 1000)
-        values = self.codec.predictions.encode_batch(
-            ids, keys, labels, n_updates=n_updates, event_timestamps=ts,
-            processed_timestamp=now, algorithm=self.algorithm, classes=prediction.classes,
-            proba=prediction.proba, score=prediction.score,
-        )
         produce, topic = self.producer.produce, self.topics.predictions
-        for key, value in zip(keys, values, strict=True):
-            produce(topic, value, key)
-        self.summary.predictions += len(idx)
-        self._predicted.append((now, ts))
+        every = np.concatenate([idx for idx, _, _ in predicted])
+        for group in _same_classes(predicted):
+            idx = np.concatenate([g[0] for g in group]) if len(group) > 1 else group[0][0]
+            first = group[0][1]
+            labels = [y for g in group for y in g[1].labels] if len(group) > 1 else first.labels
+            pick = idx.tolist()
+            keys = _take(batch.keys, pick)
+            values = self.codec.predictions.encode_batch(
+                _take(batch.event_ids, pick), keys, labels,
+                n_updates=_stack([g[2] for g in group]),
+                event_timestamps=batch.timestamps[idx], processed_timestamp=now,
+                algorithm=self.algorithm, classes=first.classes,
+                proba=_stack([g[1].proba for g in group]),
+                score=_stack([g[1].score for g in group]),
+            )
+            for key, value in zip(keys, values, strict=True):
+                produce(topic, value, key)
+        self.summary.predictions += len(every)
+        self.metrics.predicted.inc(len(every))
+        ts = batch.timestamps[every]
+        valid = ts[ts >= 0]
+        if len(valid):
+            self.metrics.event_latency.observe_many((now - valid) / 1000.0)
+        if pairs is not None:
+            left = every[~pairs.resolved[every]]
+            if len(left):
+                pick = left.tolist()
+                self.cache.put_many(
+                    _take(batch.event_ids, pick), _take(batch.keys, pick), X[left],
+                    pairs.predicted[left].tolist(), batch.timestamps[left].tolist(),
+                    offsets[left].tolist(), batch.partitions[left].tolist(),
+                )
 
     def _retrieve_and_update(
         self,
@@ -328,7 +411,22 @@ class Service:
         rows: np.ndarray,
         X: np.ndarray,
         offsets: np.ndarray,
+        pairs: _Pairs | None = None,
     ) -> None:
+        """Learn from a stage's feedback (at most one per key), with the features and the
+        prediction of the event each one labels: from the batch when it is paired there,
+        otherwise from the cache."""
+        if pairs is not None:
+            partner = pairs.partner[idx]
+            inside = partner >= 0
+            if inside.all():
+                self._update_from_batch(batch, messages, idx, partner, rows, X, offsets, pairs)
+                return
+            if inside.any():  # the keys differ, so the two halves may go one after the other
+                self._update_from_batch(
+                    batch, messages, idx[inside], partner[inside], rows, X, offsets, pairs
+                )
+                idx = idx[~inside]
         models, cache = self.models, self.cache
         cache.advance(int(batch.timestamps[idx].max()))
         pick = idx.tolist()
@@ -349,17 +447,70 @@ class Service:
             ids, keys, entries = _where(keep, ids, keys, entries)
         if not len(idx):
             return
-        stage_rows = rows[idx]
         width = X.shape[1]
+        hit: np.ndarray | None = None
         if None not in entries:
             Xl = cache.rows(entries, width)
+            predicted = list(map(_PREDICTION_OF, entries))
         else:  # cache misses learn from the feedback's own features
             Xl = X[idx].copy()
-            hit = [j for j, e in enumerate(entries) if e is not None]
-            if hit:
-                Xl[hit] = cache.rows([entries[j] for j in hit], width)
+            hit = np.array([e is not None for e in entries], dtype=bool)
+            found = np.flatnonzero(hit).tolist()
+            if found:
+                Xl[found] = cache.rows([entries[j] for j in found], width)
+            predicted = [None if e is None else e[PREDICTION] for e in entries]
+        ok = self._learn(batch, messages, idx, rows, Xl, offs, predicted, hit)
+        if ok is not None:
+            ids = _take(ids, np.flatnonzero(ok).tolist())
+            offs = offs[ok]
+        cache.drop_many(ids, offs.tolist())
+
+    def _update_from_batch(
+        self,
+        batch: DecodedBatch,
+        messages: Sequence[Message],
+        idx: np.ndarray,
+        partner: np.ndarray,
+        rows: np.ndarray,
+        X: np.ndarray,
+        offsets: np.ndarray,
+        pairs: _Pairs,
+    ) -> None:
+        """Feedback whose event is earlier in this batch (same key: see _pair_in_batch)."""
+        self.cache.advance(int(batch.timestamps[idx].max()))
+        offs = offsets[idx]
+        replayed = offs <= self.models.learned_offset[rows[idx]]
+        self.metrics.cache_hits.inc(len(idx))
+        if replayed.any():  # replayed input whose update is in the state already
+            self.summary.duplicates += int(replayed.sum())
+            pairs.resolved[partner[replayed]] = True
+            fresh = ~replayed
+            idx, partner, offs = idx[fresh], partner[fresh], offs[fresh]
+            if not len(idx):
+                return
+        predicted = pairs.predicted[partner].tolist()
+        ok = self._learn(batch, messages, idx, rows, X[partner], offs, predicted, None)
+        pairs.resolved[partner if ok is None else partner[ok]] = True
+
+    def _learn(
+        self,
+        batch: DecodedBatch,
+        messages: Sequence[Message],
+        idx: np.ndarray,
+        rows: np.ndarray,
+        Xl: np.ndarray,
+        offs: np.ndarray,
+        predicted: list[Any],
+        hit: np.ndarray | None,
+    ) -> np.ndarray | None:
+        """Learn, mark and score; the labels a model refused go to the dead-letter topic.
+        Returns which events were learned (None: all).  ``hit`` tells which feedback found the
+        prediction of its event (None: all did); the others have none to score."""
+        models = self.models
+        stage_rows = rows[idx]
         labels = _take(batch.labels, idx.tolist())
         errors = models.bank.learn(stage_rows, Xl, labels, self._dicts(batch, idx, Xl))
+        ok = None
         if errors.count(None) < len(errors):
             ok = np.array([e is None for e in errors], dtype=bool)
             for j in np.flatnonzero(~ok).tolist():
@@ -367,13 +518,14 @@ class Service:
                 assert error is not None
                 self.dead_letter(messages[batch.index[idx[j]]], error.reason, str(error))
             idx, offs, stage_rows = idx[ok], offs[ok], stage_rows[ok]
-            ids, keys, entries, labels = _where(ok, ids, keys, entries, labels)
+            predicted, labels = _where(ok, predicted, labels)
+            hit = None if hit is None else hit[ok]
         models.learned_offset[stage_rows] = offs
-        self._score(stage_rows, entries, labels)
-        cache.drop_many(ids, offs.tolist())
+        self._score(stage_rows, predicted, labels, hit)
         models.mark_learned(stage_rows)
         self.summary.learned += len(idx)
         self.metrics.learned.inc(len(idx))
+        return ok
 
     def _check_feedback(
         self, batch: DecodedBatch, messages: Sequence[Message], i: int, entry: Any,
@@ -416,19 +568,20 @@ class Service:
             for i, row in zip(idx.tolist(), Xw.tolist(), strict=True)
         ]
 
-    def _score(self, rows: np.ndarray, entries: list[Any], labels: list[Any]) -> None:
+    def _score(
+        self, rows: np.ndarray, predicted: list[Any], labels: list[Any], hit: np.ndarray | None
+    ) -> None:
         """Prequential scoring of the predictions made before the labels were known (a model
         with nothing learned yet predicts None, which counts as wrong, as in River).  Feedback
-        that missed the cache has no prediction to score."""
+        that found no prediction (``hit`` False) has none to score."""
         m = self.models
-        if None in entries:
-            scored = [j for j, e in enumerate(entries) if e is not None]
+        if hit is not None:
+            scored = np.flatnonzero(hit).tolist()
             if not scored:
                 return
             rows = rows[scored]
-            entries = [entries[j] for j in scored]
-            labels = [labels[j] for j in scored]
-        predicted = list(map(_PREDICTION_OF, entries))
+            predicted = _take(predicted, scored)
+            labels = _take(labels, scored)
         if self.is_classifier:
             m.scored[rows] += 1
             m.correct[rows] += np.fromiter(map(eq, predicted, labels), bool, len(labels))
@@ -693,3 +846,41 @@ def _where(mask: np.ndarray, *columns: list[Any]) -> list[list[Any]]:
     """Each list cut down to the positions where ``mask`` is True."""
     positions = np.flatnonzero(mask).tolist()
     return [_take(column, positions) for column in columns]
+
+
+@dataclass
+class _Pairs:
+    """A batch's in-batch pairing, by batch position: each feedback's unlabeled event (-1:
+    none in the batch), which unlabeled events are resolved, and their predictions."""
+
+    partner: np.ndarray
+    resolved: np.ndarray
+    predicted: np.ndarray
+
+
+Predicted = tuple[np.ndarray, BankPrediction, np.ndarray]  # (positions, prediction, n_updates)
+
+
+def _same_classes(predicted: list[Predicted]) -> list[list[Predicted]]:
+    """Runs of consecutive stage predictions that can be encoded together: the same class
+    list, and probabilities and scores present alike."""
+    groups: list[list[Predicted]] = []
+    last: Any = None
+    for item in predicted:
+        p = item[1]
+        shape = (p.classes, p.proba is None, p.score is None)
+        if groups and shape == last:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+            last = shape
+    return groups
+
+
+def _stack(parts: list[Any]) -> Any:
+    """The parts one after another (rows of matrices), or None if they are None."""
+    if parts[0] is None:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate([np.asarray(p) for p in parts])

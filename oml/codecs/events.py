@@ -435,6 +435,8 @@ class EventDecoder:
         kinds = set(map(type, present))
         if struct is not None and struct.type in kinds:  # a struct is never empty
             kinds.discard(struct.type)
+            if not kinds:
+                return
             present = [f for f in present if type(f) is not struct.type]
         if present and min(map(len, present)) == 0:
             for i, f in enumerate(feats):

@@ -151,7 +151,7 @@ class FeatureCache:
     def drop_many(self, event_ids: Sequence[str], offsets: Sequence[int]) -> None:
         """Forget entries; ``offsets`` are those of the input events that resolved them."""
         persisted = self._persisted
-        popped = list(map(self.entries.pop, event_ids, repeat(None)))
+        popped: list[Any] = list(map(self.entries.pop, event_ids, repeat(None)))
         if None in popped:
             self._free.extend(e[SLOT] for e in popped if e is not None)
         else:
