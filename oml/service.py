@@ -15,8 +15,8 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
-from operator import eq, itemgetter
+from itertools import compress, repeat
+from operator import eq, itemgetter, not_
 from typing import Any, cast
 
 import numpy as np
@@ -296,11 +296,12 @@ class Service:
         if not len(f_idx) or len(f_idx) == len(batch):
             return None
         u_idx = np.flatnonzero(~has_label)
-        u_ids = _take(batch.event_ids, u_idx.tolist())
+        unlabeled = (~has_label).tolist()
+        u_ids = list(compress(batch.event_ids, unlabeled))
         position = dict(zip(u_ids, u_idx.tolist(), strict=True))
         if len(position) < len(u_ids) or not self.cache.entries.keys().isdisjoint(u_ids):
             return None
-        f_ids = _take(batch.event_ids, f_idx.tolist())
+        f_ids = list(compress(batch.event_ids, map(not_, unlabeled)))
         partner = np.fromiter(map(position.get, f_ids, repeat(-1)), np.intp, len(f_ids))
         found = partner >= 0
         if found.any():

@@ -72,6 +72,10 @@ class ModelStore:
 
     def rows_for_partitions(self, partitions: Sequence[int], keys: Sequence[str]) -> np.ndarray:
         """Like :meth:`rows_for`, each key with its own input partition."""
+        try:  # the common case: every key has its model
+            return np.fromiter(map(self.rows.__getitem__, keys), np.intp, len(keys))
+        except KeyError:
+            pass
         found = list(map(self.rows.get, keys))
         if None in found:
             missing = np.fromiter(map(is_, found, repeat(None)), bool, len(found))
