@@ -214,6 +214,33 @@ def _ndarray(name: str, a: np.ndarray) -> bytes:
     ))
 
 
+_HEADS: dict[Any, bytes] = {}
+
+
+def _head(state: ModelState, params: dict[str, Any]) -> bytes:
+    """Algorithm, version, params and features: the same for all of a bank's models, so kept
+    (keyed by value and type: 1 and 1.0 are written differently)."""
+    try:
+        key: Any = (
+            state.algorithm, state.version,
+            tuple((k, type(v), v) for k, v in params.items()),
+            tuple((type(f), f) for f in state.features),
+        )
+        head = _HEADS.get(key)
+    except TypeError:  # a list among the params
+        key = head = None
+    if head is None:
+        head = b"".join((
+            _name(state.algorithm), zigzag(state.version), _map(params, _param),
+            _blocks([_feature(f) for f in state.features]),
+        ))
+        if key is not None:
+            if len(_HEADS) >= 64:
+                _HEADS.clear()
+            _HEADS[key] = head
+    return head
+
+
 def _fast_body(state: ModelState, params: dict[str, Any], extra: dict[str, Any]) -> bytes | None:
     try:
         if type(state.algorithm) is not str or type(state.version) is not int:
@@ -224,10 +251,7 @@ def _fast_body(state: ModelState, params: dict[str, Any], extra: dict[str, Any])
         if not _LONG_MIN <= n_updates <= _LONG_MAX:
             raise _Unknown
         return b"".join((
-            _name(state.algorithm),
-            zigzag(state.version),
-            _map(params, _param),
-            _blocks([_feature(f) for f in state.features]),
+            _head(state, params),
             _blocks([_label(y) for y in state.labels]),
             _blocks([_ndarray(name, a) for name, a in state.arrays.items()]),
             zigzag(n_updates),
