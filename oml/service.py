@@ -10,6 +10,7 @@ before any of their events is handled.
 
 from __future__ import annotations
 
+import gc
 import signal
 import time
 from collections import Counter
@@ -128,6 +129,9 @@ class Service:
         self._connect()
         self._idle_since: float | None = None  # counts once partitions are assigned
         first_event: float | None = None
+        thresholds = gc.get_threshold()
+        if processing.gc_threshold:  # see ProcessingConfig.gc_threshold
+            gc.set_threshold(processing.gc_threshold, *thresholds[1:])
         try:
             while not self._stop:
                 self._begin()
@@ -158,6 +162,7 @@ class Service:
             if first_event is not None:
                 self.summary.busy_seconds = time.monotonic() - first_event
         finally:
+            gc.set_threshold(*thresholds)
             self.summary.seconds = time.monotonic() - started
             self._close()
         return self.summary

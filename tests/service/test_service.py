@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -97,8 +98,14 @@ def test_banknote_end_to_end_matches_offline_training(setup, bootstrap_servers, 
     events = list(dataset_events(*banknote, n_keys=8, delay=10))
     produce_events(config, bootstrap_servers, iter(events))
 
-    summary = Service(config).run()
+    service = Service(config)
+    thresholds, process = [], service.process
+    service.process = lambda batch: (thresholds.append(gc.get_threshold()[0]), process(batch))
+    before = gc.get_threshold()
+    summary = service.run()
 
+    # the collector runs less often while the service does, and as before afterwards
+    assert set(thresholds) == {config.processing.gc_threshold} and gc.get_threshold() == before
     assert summary.events == len(events)
     assert summary.learned == summary.predictions == len(banknote[1])
     assert_same_models(changelog_models(read_all, config.topics.models), offline(events))
