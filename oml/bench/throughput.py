@@ -4,7 +4,8 @@ Both are measured in one run, on one broker, over the same input topic:
 
 * **pass-through**: a consumer-group member that consumes in batches and produces every
   message's bytes to an output topic (no decoding, no learning, no transactions): the most a
-  Python consume-produce loop moves here;
+  Python consume-produce loop moves here (under the same garbage-collector threshold as the
+  service);
 * **service**: ``oml run``'s loop with the configured guarantee (exactly-once by default) on the
   same events: decode, predict-and-cache, retrieve-and-update, changelogs, commits.
 
@@ -16,6 +17,7 @@ and the latency of each prediction is its processing time minus its event time.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import platform
 import threading
@@ -109,8 +111,11 @@ def _produce(bootstrap: str, topic: str, events: Iterator[Event], rate: float | 
     return sent
 
 
-def passthrough(bootstrap: str, source: str, sink: str, n: int, batch: int = 10_000) -> float:
-    """Bare consume → produce of ``n`` messages; events per second."""
+def passthrough(bootstrap: str, source: str, sink: str, n: int, batch: int = 10_000,
+                gc_threshold: int = 0) -> float:
+    """Bare consume → produce of ``n`` messages; events per second.  ``gc_threshold`` is set as
+    the service sets it (``processing.gc_threshold``), so both loops run under the same
+    collector."""
     consumer = Consumer({
         "bootstrap.servers": bootstrap, "group.id": f"passthrough-{uuid.uuid4().hex[:8]}",
         "auto.offset.reset": "earliest", "enable.auto.commit": False,
@@ -122,6 +127,9 @@ def passthrough(bootstrap: str, source: str, sink: str, n: int, batch: int = 10_
     consumer.subscribe([source])
     moved = 0
     first = None
+    thresholds = gc.get_threshold()
+    if gc_threshold:
+        gc.set_threshold(gc_threshold, *thresholds[1:])
     try:
         while moved < n:
             messages = consumer.consume(batch, 1.0)
@@ -136,6 +144,7 @@ def passthrough(bootstrap: str, source: str, sink: str, n: int, batch: int = 10_
         producer.flush(120)
         consumer.commit(asynchronous=False)
     finally:
+        gc.set_threshold(*thresholds)
         consumer.close()
     assert first is not None
     return n / (time.perf_counter() - first)
@@ -228,7 +237,8 @@ def run(
 
         bares, rates = [], []
         for i in range(repeat):  # alternate, so both see the same machine
-            bares.append(passthrough(bootstrap_servers, source, f"{source}.copy", events))
+            bares.append(passthrough(bootstrap_servers, source, f"{source}.copy", events,
+                                     gc_threshold=config(source).processing.gc_threshold))
             rates.append(service_rate(
                 config(source, **{"processing.max_events": events, "kafka.group_id": f"g{i}"}),
                 bootstrap_servers, events,
