@@ -243,7 +243,9 @@ class ServiceMetrics:
             registry=r,
         )
         self.cache_hits = Counter(
-            "oml_feature_cache_hits", "Feedback that found its cached features.", registry=r
+            "oml_feature_cache_hits",
+            "Feedback that found its event's features (cached, or earlier in the batch).",
+            registry=r,
         )
         self.cache_misses = Counter(
             "oml_feature_cache_misses", "Feedback with no cached features.", registry=r
