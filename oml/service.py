@@ -104,7 +104,9 @@ class Service:
         self.instance_id = config.kafka.instance_id or clients.default_instance_id()
         self.summary = Summary()
         self._positions: dict[int, int] = {}  # partition -> next offset, since the last commit
-        self._pair_in_batch_enabled = True
+        # feedback may pair with its event inside a batch (tests switch it off to check that
+        # both ways give the same results)
+        self.pair_in_batch = True
         self._last_offset: dict[int, int] = {}  # partition -> last offset processed
         self._stop = False
         self._in_transaction = False
@@ -275,16 +277,6 @@ class Service:
             self._emit_predictions(batch, predicted, X, event_offsets, pairs)
             self.producer.poll(0)
         self.metrics.batch_latency.observe(time.perf_counter() - started)
-
-    @property
-    def pair_in_batch(self) -> bool:
-        """Whether feedback may pair with its event inside a batch (tests switch it off to
-        check that both ways give the same results)."""
-        return self._pair_in_batch_enabled
-
-    @pair_in_batch.setter
-    def pair_in_batch(self, value: bool) -> None:
-        self._pair_in_batch_enabled = value
 
     def _pair_in_batch(self, batch: DecodedBatch, rows: np.ndarray) -> _Pairs | None:
         """Each feedback event's unlabeled event earlier in the batch (-1: none there), or None
