@@ -25,7 +25,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from oml.base import BankPrediction, LoopBank, StateError
+from oml.base import BankPrediction, LoopBank, StateError, all_distinct
 from oml.codecs._util import message_column, message_ints
 from oml.codecs.events import DecodedBatch, EventCodec
 from oml.config import Config
@@ -305,7 +305,7 @@ class Service:
             u, f = partner[found], f_idx[found]
             if not ((u < f).all() and (rows[u] == rows[f]).all()):
                 return None
-            if len(u) > 1 and not (np.diff(np.sort(u)) != 0).all():
+            if not all_distinct(u):
                 return None
         partners = np.full(len(batch), -1, dtype=np.intp)
         partners[f_idx] = partner
@@ -414,6 +414,7 @@ class Service:
         """Learn from a stage's feedback (at most one per key), with the features and the
         prediction of the event each one labels: from the batch when it is paired there,
         otherwise from the cache."""
+        self.cache.advance(int(batch.timestamps[idx].max()))
         if pairs is not None:
             partner = pairs.partner[idx]
             inside = partner >= 0
@@ -426,7 +427,6 @@ class Service:
                 )
                 idx = idx[~inside]
         models, cache = self.models, self.cache
-        cache.advance(int(batch.timestamps[idx].max()))
         pick = idx.tolist()
         ids = _take(batch.event_ids, pick)
         keys = _take(batch.keys, pick)
@@ -475,7 +475,6 @@ class Service:
         pairs: _Pairs,
     ) -> None:
         """Feedback whose event is earlier in this batch (same key: see _pair_in_batch)."""
-        self.cache.advance(int(batch.timestamps[idx].max()))
         offs = offsets[idx]
         replayed = offs <= self.models.learned_offset[rows[idx]]
         self.metrics.cache_hits.inc(len(idx))

@@ -54,6 +54,7 @@ from oml.base import (
     InvalidInput,
     Label,
     ModelState,
+    all_distinct,
     check_label,
     check_target,
     label_sort_key,
@@ -222,7 +223,7 @@ class LinearBank(Bank):
         n = len(rows)
         if n and not (rows.min() >= 0 and rows.max() < self._used and self._live[rows].all()):
             raise ValueError("a row of the wave holds no model")
-        if learn and n > 1 and not _distinct(rows):
+        if learn and n > 1 and not all_distinct(rows):
             raise ValueError("a wave holds at most one event per row")
         if self.n_bias:
             X = np.concatenate([np.ones((len(rows), 1)), X], axis=1)
@@ -302,14 +303,6 @@ class LinearBank(Bank):
     def _row_state(self, row: int, width: int) -> tuple[list[Label], dict[str, np.ndarray]]:
         arrays = {n: np.array(self.rows.get(n, (row,), width))[None] for n in self.state_names}
         return [], arrays
-
-
-def _distinct(rows: np.ndarray) -> bool:
-    """No row twice (sorting beats np.unique's hashing at wave sizes)."""
-    if len(rows) <= 64:
-        return len(set(rows.tolist())) == len(rows)
-    s = np.sort(rows)
-    return bool((s[1:] != s[:-1]).all())
 
 
 def _extend(a: np.ndarray, cap: int, fill: Any) -> np.ndarray:
