@@ -33,7 +33,7 @@ import datetime as dt
 import io
 import json
 import math
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, compress, repeat
 from operator import is_not, itemgetter
@@ -346,27 +346,17 @@ class EventDecoder:
         stamps = self._timestamps(tss, index, kafka_ts, bad, p.typed)
 
         if bad:
-            keep = np.ones(m, dtype=bool)
-            keep[list(bad)] = False
-            for i, (reason, message) in bad.items():
-                errors.append(BadMessage(int(index[i]), reason, message))
-            index, stamps = index[keep], stamps[keep]
-            has_label, has_features = has_label[keep], has_features[keep]
-            rows = np.flatnonzero(keep).tolist()
-            ids, keys, labels, feats = (_pick(c, rows) for c in (ids, keys, labels, feats))
-            m = len(rows)
+            errors.extend(BadMessage(int(index[i]), r, text) for i, (r, text) in bad.items())
+            (index, stamps, has_label, has_features), (ids, keys, labels, feats) = _without(
+                bad, (index, stamps, has_label, has_features), (ids, keys, labels, feats)
+            )
 
         names, X, xs, not_finite = self._features(feats, has_features, p.feature_struct)
         if not_finite:  # rare: drop those rows and lay the matrix out again without them
-            keep = np.ones(m, dtype=bool)
-            keep[list(not_finite)] = False
-            for i, message in not_finite.items():
-                errors.append(BadMessage(int(index[i]), NOT_FINITE, message))
-            index, stamps = index[keep], stamps[keep]
-            has_label, has_features = has_label[keep], has_features[keep]
-            rows = np.flatnonzero(keep).tolist()
-            ids, keys, labels, feats = (_pick(c, rows) for c in (ids, keys, labels, feats))
-            m = len(rows)
+            errors.extend(BadMessage(int(index[i]), NOT_FINITE, t) for i, t in not_finite.items())
+            (index, stamps, has_label, has_features), (ids, keys, labels, feats) = _without(
+                not_finite, (index, stamps, has_label, has_features), (ids, keys, labels, feats)
+            )
             names, X, xs, _ = self._features(feats, has_features, p.feature_struct)
 
         errors.sort(key=itemgetter(0))
@@ -375,7 +365,7 @@ class EventDecoder:
             event_ids=ids,
             keys=keys,
             partitions=(
-                np.full(m, -1, dtype=np.int32) if partitions is None else partitions[index]
+                np.full(len(ids), -1, dtype=np.int32) if partitions is None else partitions[index]
             ),
             has_label=has_label,
             labels=labels,
@@ -603,6 +593,16 @@ def _present(column: list[Any], n_none: int) -> np.ndarray:
 
 def _pick(column: list[Any], rows: list[int]) -> list[Any]:
     return [column[i] for i in rows]
+
+
+def _without(
+    gone: Iterable[int], arrays: tuple[np.ndarray, ...], lists: tuple[list[Any], ...]
+) -> tuple[tuple[np.ndarray, ...], tuple[list[Any], ...]]:
+    """The parallel columns without the rows ``gone``."""
+    keep = np.ones(len(lists[0]), dtype=bool)
+    keep[list(gone)] = False
+    rows = np.flatnonzero(keep).tolist()
+    return tuple(a[keep] for a in arrays), tuple(_pick(c, rows) for c in lists)
 
 
 Columns = tuple[list[Any], list[Any], list[Any], list[Any], list[Any]]

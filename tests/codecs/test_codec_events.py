@@ -231,6 +231,8 @@ def test_all_bad_reasons_in_one_batch() -> None:
     assert {e.reason for e in batch.errors} == set(REASONS)
     assert batch.event_ids == [f"g{i}" for i in range(len(JSON_BAD))]
     assert batch.index.tolist() == [2 * i for i in range(len(JSON_BAD))]
+    columns = (batch.partitions, batch.has_label, batch.has_features, batch.timestamps, batch.X)
+    assert {len(c) for c in columns} == {len(batch.event_ids)}  # every column lost the bad rows
     assert all(isinstance(e, BadMessage) for e in batch.errors)
     index, reason, message = batch.errors[0]  # unpacks as (index, reason, message)
     assert (index, reason) == (1, MALFORMED) and isinstance(message, str)
