@@ -45,7 +45,4 @@ def message_column(messages: Sequence[Any], method: str) -> list[Any]:
 
 def message_ints(messages: Sequence[Any], method: str, dtype: Any = np.int64) -> np.ndarray:
     """``m.<method>()`` of each message as an integer array (partitions, offsets)."""
-    try:
-        return np.fromiter(map(getattr(Message, method), messages), dtype, len(messages))
-    except TypeError:
-        return np.fromiter(map(methodcaller(method), messages), dtype, len(messages))
+    return np.array(message_column(messages, method), dtype=dtype)

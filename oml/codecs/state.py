@@ -164,17 +164,12 @@ def _param(value: Any) -> bytes:
 
 
 def _label(value: Any) -> bytes:
-    """A label: ["boolean", "long", "double", "string"]."""
-    kind = type(value)
-    if kind is bool:
-        return b"\x00\x01" if value else b"\x00\x00"
-    if kind is int and _LONG_MIN <= value <= _LONG_MAX:
-        return b"\x02" + zigzag(value)
-    if kind is float:
-        return b"\x04" + _DOUBLE(value)
-    if kind is str:
-        return b"\x06" + string(value)
-    raise _Unknown
+    """A label: ["boolean", "long", "double", "string"], which is :func:`_scalar`'s union
+    without "null": each branch index one lower, so its (zigzag) byte two lower."""
+    if value is None:
+        raise _Unknown
+    body = _scalar(value)
+    return bytes((body[0] - 2,)) + body[1:]
 
 
 def _feature(value: Any) -> bytes:
