@@ -6,8 +6,8 @@ learner registry.  The service itself is run with the ``oml`` command.
 
 from __future__ import annotations
 
-from oml.base import InvalidInput, ModelState, StateError
 from oml.codecs.state import decode_model, encode_model
+from oml.learner import InvalidInput, ModelState, StateError
 from oml.registry import default_registry, load_registry
 
 __all__ = [

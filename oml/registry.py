@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from oml.base import Learner
+from oml.learner import Learner
 
 GROUP = "oml.algorithms"
 
@@ -89,7 +89,7 @@ def load_registry() -> Registry:
             log.warning("algorithm_plugin_failed", name=ep.name, target=ep.value, error=str(exc))
             continue
         if not (isinstance(cls, type) and issubclass(cls, Learner)):
-            registry.broken[ep.name] = f"{ep.value} is not an oml.base.Learner subclass"
+            registry.broken[ep.name] = f"{ep.value} is not an oml.learner.Learner subclass"
             log.warning("algorithm_plugin_failed", name=ep.name, error=registry.broken[ep.name])
             continue
         cls.algorithm = ep.name  # state records name the algorithm by its entry point

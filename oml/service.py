@@ -25,12 +25,13 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from oml.base import BankPrediction, LoopBank, StateError, all_distinct
+from oml.bank import BankPrediction, LoopBank, all_distinct
 from oml.codecs._util import message_column, message_ints
 from oml.codecs.events import DecodedBatch, EventCodec
 from oml.config import Config
 from oml.kafka import clients, deadletter, topics
 from oml.kafka.restore import ChangelogReader
+from oml.learner import StateError
 from oml.observability import ServiceMetrics
 from oml.registry import Registry, default_registry
 from oml.stages import plan_stages

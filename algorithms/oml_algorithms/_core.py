@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
-from oml.base import (
+from oml.learner import (
     InvalidInput,
     Label,
     Learner,
@@ -162,7 +162,7 @@ def halves(value: Any, odd: bool) -> tuple[Any, Any]:
 
 
 def check_x(x: Any) -> None:
-    """:func:`oml.base.check_features`, with a too-large integer reported as InvalidInput."""
+    """:func:`oml.learner.check_features`, with a too-large integer reported as InvalidInput."""
     try:
         check_features(x)
     except OverflowError:

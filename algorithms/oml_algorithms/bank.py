@@ -48,17 +48,8 @@ from typing import Any
 
 import numpy as np
 
-from oml.base import (
-    Bank,
-    BankPrediction,
-    InvalidInput,
-    Label,
-    ModelState,
-    all_distinct,
-    check_label,
-    check_target,
-    label_sort_key,
-)
+from oml.bank import Bank, BankPrediction, all_distinct
+from oml.learner import InvalidInput, Label, ModelState, check_label, check_target, label_sort_key
 from oml_algorithms._core import (
     _NUMBERS,
     NP,

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 from river import base
 
-from oml.base import Bank, check_target
+from oml.bank import Bank
+from oml.learner import check_target
 from oml_algorithms._core import (
     PY,
     LinearClassifier,
@@ -51,7 +52,7 @@ class PAClassifier(LinearClassifier, base.Classifier):
     """Passive-Aggressive classifier: PA, PA-I or PA-II, binary or multiclass.
 
     While it knows at most two classes the model is one weight vector ``w`` (and intercept
-    ``b``); the greater class in ``oml.base.label_sort_key`` order is the positive one, and it is
+    ``b``); the greater class in ``oml.learner.label_sort_key`` order is the positive one, and it is
     predicted only when ``w·x + b > 0``.  From three classes on it keeps one row per class and
     makes the max-score multi-prototype update: the true class ``r`` against the best-scoring
     other class ``s`` (ties go to the lowest class), loss ``max(0, 1 - (w_r·x - w_s·x))``, with

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 from river import base
 
-from oml.base import Bank, StateError
+from oml.bank import Bank
+from oml.learner import StateError
 from oml_algorithms._core import (
     PY,
     TINY,

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from oml.base import Label, label_sort_key
 from oml.bench.datasets import Dataset
 from oml.bench.metrics import positive_class
+from oml.learner import Label, label_sort_key
 
 DEFAULT_ALGORITHMS = {"classification": ["pa", "scw"], "regression": ["pa-regressor"]}
 

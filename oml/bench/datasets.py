@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from oml.base import Label, label_sort_key
+from oml.learner import Label, label_sort_key
 
 Task = Literal["classification", "regression"]
 

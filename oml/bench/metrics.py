@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from oml.base import Label, label_sort_key
+from oml.learner import Label, label_sort_key
 
 PROBA_CLIP = 1e-15
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from oml.base import InvalidInput
+from oml.learner import InvalidInput
 
 
 def shuffle_order(n: int, seed: int) -> np.ndarray:
@@ -78,7 +78,8 @@ def prequential(
     ``proba``: also ask ``predict_proba_one`` (turned off by itself if the model raises
     ``NotImplementedError``).  ``progress(k)`` is called with the number of events done since
     the previous call, every ``progress_every`` events.  A label the model refuses with
-    :class:`~oml.base.InvalidInput` is counted in ``refused``, as the service would dead-letter it.
+    :class:`~oml.learner.InvalidInput` is counted in ``refused``, as the service would
+    dead-letter it.
     """
     if passes < 1:
         raise ValueError("passes must be at least 1")

@@ -14,7 +14,7 @@ repeats, and repeats of different learners are interleaved so that a slow spell 
 machine does not land on one learner only.
 
 If a learner's class has a bank of its own (``make_bank`` overridden: the dense, many-models
-path of :class:`oml.base.Bank` that the service runs), the bank is timed too, as separate rows:
+path of :class:`oml.bank.Bank` that the service runs), the bank is timed too, as separate rows:
 one model fed one event per wave (``wave 1``), and ``W`` models fed one event each per wave
 (``wave W``, the service's case when a batch spans many keys).  A bank is given the events as a
 numpy matrix (columns in feature order) and no dicts; the time per event is the time per wave
@@ -32,7 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from oml.bank import bank_for
 from oml.bench.contenders import describe
+from oml.learner import Learner
 
 DATA_KINDS = ("teacher", "random")
 TEACHER_NOISE = 0.1
@@ -95,8 +97,6 @@ def run_dicts(model: Any, s: Stream) -> int:
 
 def has_own_bank(cls: type) -> bool:
     """Whether ``cls`` brings a bank of its own rather than the default loop over models."""
-    from oml.base import Learner
-
     own = inspect.getattr_static(cls, "make_bank", None)
     return own is not None and own is not inspect.getattr_static(Learner, "make_bank")
 
@@ -106,7 +106,7 @@ def bank_timer(label: str, make: Callable[[], Any], wave: int) -> Timed:
 
     def prepare(s: Stream) -> tuple[Any, np.ndarray]:
         template = make()
-        bank = type(template).make_bank(template)
+        bank = bank_for(template)
         rows = np.array([bank.add() for _ in range(wave)], dtype=np.intp)
         cols = bank.columns([f"f{j}" for j in range(s.d)])
         if not np.array_equal(cols, np.arange(s.d)):

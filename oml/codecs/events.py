@@ -58,7 +58,7 @@ from oml.codecs.errors import (
     CodecError,
 )
 from oml.codecs.outputs import MetricsCodec, PredictionCodec
-from oml.codecs.registry import (
+from oml.codecs.schema_registry import (
     HEADER_SIZE,
     MAGIC_BYTE,
     WriterSchemas,
@@ -152,7 +152,7 @@ class DecodedBatch:
     def matrix(self, bank: ColumnSpace) -> np.ndarray:
         """``X`` laid out in ``bank``'s feature columns (adding columns for new names).
 
-        Zeros where a row lacks a feature, as :class:`oml.base.Bank` expects.
+        Zeros where a row lacks a feature, as :class:`oml.bank.Bank` expects.
         """
         cols = bank.columns(self.feature_names)
         width = len(bank.features)

@@ -37,7 +37,7 @@ import numpy as np
 from oml.codecs import avro
 from oml.codecs._util import gc_paused
 from oml.codecs.errors import MALFORMED, REGISTRY_UNAVAILABLE, SCHEMA_MISMATCH, CodecError
-from oml.codecs.registry import WriterSchemas, frame, make_registry_client, register, unframe
+from oml.codecs.schema_registry import WriterSchemas, frame, make_registry_client, register, unframe
 from oml.config import Config
 
 if TYPE_CHECKING:
@@ -235,7 +235,7 @@ class PredictionCodec(_RecordCodec):
 
         ``predictions``: the predicted label or value per event (None: no prediction yet).
         ``classes`` and ``proba``: the class list and an (n, len(classes)) matrix, as in
-        :class:`oml.base.BankPrediction`; ``score``: (n,) decision values.  Both optional.
+        :class:`oml.bank.BankPrediction`; ``score``: (n,) decision values.  Both optional.
         ``n_updates``: each model's update count; ``event_timestamps``: ms, negative for
         unknown (written as null); ``processed_timestamp``: ms, the same for the whole batch.
         """

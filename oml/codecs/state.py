@@ -33,8 +33,8 @@ import fastavro
 import numpy as np
 from fastavro.validation import ValidationError, validate
 
-from oml.base import Learner, ModelState, StateError
 from oml.codecs.avro import string, zigzag
+from oml.learner import Learner, ModelState, StateError
 
 MAGIC = b"OMLS"
 SERVICE_EXTRA_PREFIX = "oml."

@@ -14,8 +14,9 @@ from operator import is_
 
 import numpy as np
 
-from oml.base import Learner
+from oml.bank import bank_for
 from oml.codecs.state import decode_state, encode_state, model_from_state
+from oml.learner import Learner
 
 # names of the bookkeeping fields inside ModelState.extra
 LEARNED_OFFSET = "oml.learned_offset"
@@ -32,7 +33,7 @@ class ModelStore:
     def __init__(self, template: Learner, registry: object = None) -> None:
         self.template = template
         self.registry = registry
-        self.bank = type(template).make_bank(template)
+        self.bank = bank_for(template)
         self.rows: dict[str, int] = {}
         self.row_key: list[str | None] = []
         self.partition = np.full(64, -1, dtype=np.int64)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from oml.base import Label
+from oml.learner import Label
 
 REPO = Path(__file__).resolve().parents[2]
 

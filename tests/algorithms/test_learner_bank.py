@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from oml_algorithms.pa import PAClassifier, PARegressor
 from oml_algorithms.scw import SCWClassifier
 
-from oml.base import BankPrediction, InvalidInput, ModelState
+from oml.bank import BankPrediction, bank_for
+from oml.learner import InvalidInput, ModelState
 
 FEATURES = ["a", "b", "c", "d", "e", "f", "g"]
 LABELS = ["x", "y", "z", "w"]
@@ -80,7 +81,7 @@ def assert_same_prediction(pred: BankPrediction, i: int, model, x: dict) -> None
 
 def run_waves(template, events, waves, check_every_wave=True):
     """Feed ``events`` (key, x, y) to a bank in ``waves`` and to one model per key; compare."""
-    bank = type(template).make_bank(template)
+    bank = bank_for(template)
     rows: dict[int, int] = {}
     models: dict[int, object] = {}
     start = 0

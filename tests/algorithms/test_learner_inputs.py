@@ -11,7 +11,8 @@ import pytest
 from oml_algorithms.pa import PAClassifier, PARegressor
 from oml_algorithms.scw import SCWClassifier
 
-from oml.base import InvalidInput
+from oml.bank import bank_for
+from oml.learner import InvalidInput
 
 MODELS = [
     lambda: PAClassifier(),
@@ -154,7 +155,7 @@ def test_a_step_that_overflows_is_skipped(make):
     state = model.export_state()
     assert all(np.isfinite(a).all() for a in state.arrays.values())
     assert model.n_updates == 0
-    bank = type(model).make_bank(make())
+    bank = bank_for(make())
     row = bank.add()
     bank.columns(["a"])
     assert bank.learn(np.array([row]), np.array([[6.566558267450912e-161]]), [y]) == [None]

@@ -9,7 +9,7 @@ import pytest
 from oml_algorithms.pa import PAClassifier
 from oml_algorithms.scw import SCWClassifier
 
-from oml.base import InvalidInput
+from oml.learner import InvalidInput
 
 CLASSIFIERS = [
     PAClassifier,

@@ -9,7 +9,7 @@ import pytest
 from oml_algorithms.pa import PAClassifier, PARegressor
 from oml_algorithms.scw import SCWClassifier
 
-from oml.base import ModelState, StateError
+from oml.learner import ModelState, StateError
 from oml.registry import load_registry
 
 MODELS = {

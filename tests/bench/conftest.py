@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from river import linear_model
 
-from oml.base import InvalidInput, label_sort_key
+from oml.learner import InvalidInput, label_sort_key
 from oml.registry import Registry
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from river import base as river_base
 
-from oml.base import Learner, LoopBank
+from oml.bank import LoopBank
 from oml.bench import speed
+from oml.learner import Learner
 from oml.registry import Registry
 
 

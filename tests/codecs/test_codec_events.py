@@ -11,7 +11,7 @@ import fastavro
 import numpy as np
 import pytest
 
-from oml.base import Bank
+from oml.bank import Bank
 from oml.codecs import avro
 from oml.codecs.errors import (
     BAD_LABEL,

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oml.base import ModelState, StateError
 from oml.codecs.state import _fast_body, _fastavro_body, decode_state, encode_state
+from oml.learner import ModelState, StateError
 
 LONG = st.integers(-(2**63), 2**63 - 1)
 SCALAR = st.none() | st.booleans() | LONG | st.floats(allow_nan=False) | st.text(max_size=12)

@@ -13,8 +13,9 @@ from river import base as river_base
 from river import checks as river_checks
 
 from oml import InvalidInput, StateError, decode_model, encode_model
-from oml.base import Learner
+from oml.bank import bank_for
 from oml.codecs.state import decode_state, encode_state
+from oml.learner import Learner
 from oml.registry import load_registry
 
 REGISTRY = load_registry()
@@ -198,7 +199,7 @@ def test_bank_matches_one_model_at_a_time(model):
     first = 1.0 if is_regressor(model) else "cat"
     events = [(k, full, first) for k in range(n_keys)] + events
     singles = [model.clone() for _ in range(n_keys)]
-    bank = type(model).make_bank(model)
+    bank = bank_for(model)
     rows = [bank.add() for _ in range(n_keys)]
     names = ["f0", "f1", "f2"]
     cols = bank.columns(names)
@@ -225,7 +226,7 @@ def test_bank_matches_one_model_at_a_time(model):
 
 
 def test_bank_export_is_the_state_of_get(model):
-    bank = type(model).make_bank(model)
+    bank = bank_for(model)
     row = bank.add()
     x = {"f0": 1.0, "f1": 2.0}
     cols = bank.columns(["f0", "f1"])

@@ -15,14 +15,7 @@ import math
 import numpy as np
 from river import base
 
-from oml.base import (
-    Learner,
-    ModelState,
-    StateError,
-    check_features,
-    check_label,
-    label_sort_key,
-)
+from oml.learner import Learner, ModelState, StateError, check_features, check_label, label_sort_key
 
 
 class Perceptron(base.Classifier, Learner):

@@ -25,7 +25,7 @@ from oml.codecs import avro
 from oml.codecs.errors import MALFORMED, REGISTRY_UNAVAILABLE, SCHEMA_MISMATCH, CodecError
 from oml.codecs.events import AvroEventDecoder, Event, EventCodec, EventEncoder
 from oml.codecs.outputs import Metrics, MetricsCodec, PredictionCodec
-from oml.codecs.registry import frame, make_registry_client, unframe
+from oml.codecs.schema_registry import frame, make_registry_client, unframe
 from oml.config import FieldNames, load_config
 
 
