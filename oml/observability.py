@@ -43,8 +43,8 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import metadata
 from types import TracebackType
@@ -60,6 +60,8 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
+
+from oml.codecs import errors as codec_errors
 
 __all__ = [
     "EVENT_KINDS",
@@ -82,6 +84,11 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 
 #: Event kinds exported at 0 from the start (any other kind string also works).
 EVENT_KINDS: tuple[str, ...] = ("unlabeled", "feedback", "dead_letter")
+DEAD_LETTER_REASONS: tuple[str, ...] = (
+    *codec_errors.REASONS, "key_mismatch", "unknown_event", "internal_error"
+)
+"""Reasons whose ``oml_dead_letters_total`` series exist from the start (at 0)."""
+REBALANCE_KINDS: tuple[str, ...] = ("assigned", "revoked", "lost")
 
 
 class BatchHistogram(Collector):
@@ -156,15 +163,6 @@ class BatchHistogram(Collector):
                 if n:
                     counts[i] += n
             self._sum += total
-
-    @contextmanager
-    def time(self) -> Iterator[None]:
-        """Observe the wall-clock duration of a ``with`` block, in seconds."""
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.observe(time.perf_counter() - start)
 
     def describe(self) -> Iterable[Metric]:
         return [HistogramMetricFamily(self.name, self.documentation)]
@@ -276,6 +274,35 @@ class ServiceMetrics:
             ["algorithm"],
             registry=r,
         )
+        self.commits = Counter(
+            "oml_commits", "Commits: transactions committed (exactly-once), offset commits "
+            "after the producer flushed (at-least-once).", registry=r
+        )
+        self.aborts = Counter(
+            "oml_aborts", "Rewinds to the last commit (the transaction aborted under "
+            "exactly-once), after a failed commit or batch.", registry=r
+        )
+        self.batch_failures = Counter(
+            "oml_batch_failures", "Batches whose processing raised; each is redone from the "
+            "last commit, a message that fails alone is dead-lettered as internal_error.",
+            registry=r,
+        )
+        self.rebalances = Counter(
+            "oml_rebalances", "Partition assignment changes seen by this instance, by kind.",
+            ["kind"], registry=r,
+        )
+        self.duplicates = Counter(
+            "oml_duplicates", "Replayed feedback skipped because its update is already in the "
+            "model state.", registry=r,
+        )
+        self.partitions = Gauge(
+            "oml_partitions_assigned", "Input partitions assigned to this instance.", registry=r
+        )
+        self.consumer_lag = Gauge(
+            "oml_consumer_lag", "Messages between this instance's position and the high "
+            "watermark, per assigned input partition (from the last fetch).", ["partition"],
+            registry=r,
+        )
         # Computed at scrape time; private because .set() on them would do nothing.
         self._ready_gauge = Gauge(
             "oml_ready",
@@ -290,6 +317,11 @@ class ServiceMetrics:
         Info("oml_build", "Version of the oml service.", registry=r).info({"version": _version()})
 
         self._event_children = {kind: self.events.labels(kind=kind) for kind in EVENT_KINDS}
+        for reason in DEAD_LETTER_REASONS:  # a series from the start, at 0
+            self.dead_letters.labels(reason=reason)
+        for kind in REBALANCE_KINDS:
+            self.rebalances.labels(kind=kind)
+        self._phase = "starting"
         if process_metrics:
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)
@@ -317,6 +349,37 @@ class ServiceMetrics:
     def is_ready(self) -> bool:
         return self._ready and not self._restoring
 
+    def set_phase(self, phase: str) -> None:
+        """What the instance is doing while not ready: ``starting``, then ``joining`` (waiting
+        for the group to assign partitions); shown by ``/readyz``."""
+        self._phase = phase
+
+    @property
+    def phase(self) -> str:
+        """``restoring``, ``ready``, or the phase last set (``starting``, ``joining``)."""
+        if self._restoring:
+            return "restoring"
+        return "ready" if self._ready else self._phase
+
+    def assigned(self, partitions: Iterable[int], owned: int) -> None:
+        """A rebalance gave this instance ``partitions``; it now owns ``owned``."""
+        self.rebalances.labels(kind="assigned").inc()
+        self.partitions.set(owned)
+
+    def revoked(self, partitions: Iterable[int], owned: int, *, lost: bool = False) -> None:
+        """A rebalance took ``partitions`` away (``lost``: without a chance to commit)."""
+        self.rebalances.labels(kind="lost" if lost else "revoked").inc()
+        self.partitions.set(owned)
+        for p in partitions:
+            self.partition_revoked(p)
+            with suppress(KeyError):
+                self.consumer_lag.remove(str(p))
+
+    def set_lag(self, lags: Mapping[int, int]) -> None:
+        """Consumer lag by input partition."""
+        for p, lag in lags.items():
+            self.consumer_lag.labels(partition=str(p)).set(max(lag, 0))
+
     @property
     def restoring(self) -> frozenset[int]:
         """Partitions whose restore has started and not finished."""
@@ -331,37 +394,6 @@ class ServiceMetrics:
             if child is None:
                 child = self._event_children[kind] = self.events.labels(kind=kind)
             child.inc(n)
-
-    def record_batch(
-        self,
-        *,
-        seconds: float | None = None,
-        events: Mapping[str, int] | None = None,
-        predicted: int = 0,
-        learned: int = 0,
-        event_latencies: Iterable[float] | None = None,
-    ) -> None:
-        """Everything the loop counts per batch, in one call.
-
-        Args:
-            seconds: processing time of the batch (observed in ``oml_batch_latency``).
-            events: events by kind, e.g. ``{"unlabeled": 412, "feedback": 88}``. Don't
-                count dead letters here: :meth:`dead_letter` does.
-            predicted: predictions made.
-            learned: model updates made.
-            event_latencies: per-event seconds from event timestamp to prediction.
-        """
-        if seconds is not None:
-            self.batch_latency.observe(seconds)
-        if events:
-            for kind, n in events.items():
-                self.count_events(kind, n)
-        if predicted:
-            self.predicted.inc(predicted)
-        if learned:
-            self.learned.inc(learned)
-        if event_latencies is not None:
-            self.event_latency.observe_many(event_latencies)
 
     def dead_letter(self, reason: str, n: int = 1) -> None:
         """Count ``n`` dead-lettered records: ``oml_dead_letters_total{reason}`` and
@@ -397,39 +429,6 @@ class ServiceMetrics:
         self.restore_partitions.set(len(self._restoring))
         with suppress(KeyError):  # never started a restore here
             self.restored_records.remove(str(partition))
-
-    # -- shutdown summary --------------------------------------------------------------
-
-    def snapshot(self) -> dict[str, Any]:
-        """Totals for the shutdown summary line: ``log.info("stopped", **m.snapshot())``."""
-
-        def by_label(metric: Counter, label: str) -> dict[str, int]:
-            out: dict[str, int] = {}
-            for family in metric.collect():
-                for sample in family.samples:
-                    if sample.name.endswith("_total"):
-                        out[sample.labels[label]] = int(sample.value)
-            return out
-
-        def value(metric: Counter | Gauge) -> float:
-            for family in metric.collect():
-                for sample in family.samples:
-                    if not sample.name.endswith("_created"):
-                        return float(sample.value)
-            return 0.0
-
-        return {
-            "events": by_label(self.events, "kind"),
-            "batches": self.batch_latency.count,
-            "predicted": int(value(self.predicted)),
-            "learned": int(value(self.learned)),
-            "dead_letters": by_label(self.dead_letters, "reason"),
-            "models": int(value(self.models)),
-            "cache_size": int(value(self.cache_size)),
-            "cache_hits": int(value(self.cache_hits)),
-            "cache_misses": int(value(self.cache_misses)),
-            "cache_expired": int(value(self.cache_expired)),
-        }
 
 
 class _Server(ThreadingHTTPServer):
@@ -545,6 +544,7 @@ class HealthServer:
             return 200, {"status": "ready"}
         return 503, {
             "status": "not_ready",
+            "phase": self.metrics.phase,
             "partitions_restoring": sorted(self.metrics.restoring),
             "alive": alive,
         }

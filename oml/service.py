@@ -48,6 +48,9 @@ log = structlog.get_logger()
 
 _KEY_OF, _PREDICTION_OF = itemgetter(KEY), itemgetter(PREDICTION)
 
+_MAX_FAILURES = 5
+"""Batch failures in a row that no message explains (broker trouble) before the service stops."""
+
 OFFSET_HEADER = "oml.offset"
 """Changelog record header: the input offset the record follows from."""
 
@@ -110,11 +113,22 @@ class Service:
         self.pair_in_batch = True
         self._last_offset: dict[int, int] = {}  # partition -> last offset processed
         self._stop = False
+        self._failed = False  # the run ends in an exception
         self._in_transaction = False
+        self._owned: set[int] = set()  # the input partitions assigned to this instance
+        self._revoked = False  # partitions were revoked during the last poll
+        # fault isolation (see _handle): partition -> last offset of a failed batch, whose
+        # messages are handled one at a time; and the messages that failed alone, set aside
+        self._isolate: dict[int, int] = {}
+        self._poison: dict[tuple[int, int], str] = {}
+        self._suspects: set[tuple[int, int]] = set()  # failed alone once (retried once)
+        self._failures = 0  # consecutive batch failures that no message explains
+        self._idle_since: float | None = None
         self._last_commit = self._last_metrics = time.monotonic()
         # the clients exist from _connect until the run ends (None outside a run)
         self.consumer: Consumer = None  # type: ignore[assignment]
         self.producer: Producer = None  # type: ignore[assignment]
+        self.reader: ChangelogReader | None = None
 
     # ------------------------------------------------------------------------------- running
     def stop(self, *_: object) -> None:
@@ -130,14 +144,13 @@ class Service:
         processing = self.config.processing
         started = time.monotonic()
         self._connect()
-        self._idle_since: float | None = None  # counts once partitions are assigned
+        self._idle_since = None  # counts once partitions are assigned
         first_event: float | None = None
         thresholds = gc.get_threshold()
         if processing.gc_threshold:  # see ProcessingConfig.gc_threshold
             gc.set_threshold(processing.gc_threshold, *thresholds[1:])
         try:
             while not self._stop:
-                self._begin()
                 messages = self._poll()
                 self.metrics.heartbeat()
                 events = messages
@@ -145,11 +158,14 @@ class Service:
                     events = [m for m in messages if m.error() is None]
                     for m in messages:
                         self._check_error(m)
+                if self._revoked:  # a rebalance inside the poll: only what is still ours
+                    events = [m for m in events if m.partition() in self._owned]
+                    self._revoked = False
                 if events:
                     self._idle_since = time.monotonic()
                     if first_event is None:
                         first_event = self._idle_since
-                    self.process(events)
+                    self._handle(events)
                 now = time.monotonic()
                 if now - self._last_commit >= processing.commit_interval_ms / 1000:
                     self.commit()
@@ -164,6 +180,9 @@ class Service:
             self.commit()
             if first_event is not None:
                 self.summary.busy_seconds = time.monotonic() - first_event
+        except BaseException:
+            self._failed = True  # nothing of the unfinished batch may be committed now
+            raise
         finally:
             gc.set_threshold(*thresholds)
             self.summary.seconds = time.monotonic() - started
@@ -193,6 +212,7 @@ class Service:
         self.consumer.subscribe(
             [t.input], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
+        self.metrics.set_phase("joining")
         log.info(
             "service_started", input=t.input, algorithm=self.algorithm,
             guarantee=cfg.processing.guarantee, group_id=cfg.kafka.group_id,
@@ -219,19 +239,127 @@ class Service:
             raise KafkaException(error)
         log.warning("consume_error", error=clients.describe_error(error))
 
+    # ------------------------------------------------------------------------ fault isolation
+    def _handle(self, messages: list[Message]) -> None:
+        """Process a polled batch, isolating faults: an exception while handling it rewinds to
+        the last commit (:meth:`_rewind`) and the batch is handled again one message at a time,
+        each committed alone, so that a message that fails by itself can be named and set aside
+        (dead-lettered as ``internal_error``); a failure that no message explains leaves none
+        of the batch's partial work committed."""
+        if self._poison:
+            messages = self._set_aside(messages)
+        if not self._isolate:
+            self._try(messages)
+            return
+        for i, m in enumerate(messages):
+            if not self._isolate:
+                self._try(messages[i:])
+                return
+            if not self._try([m]):
+                return  # rewound: what follows is read again
+            p, offset = int(m.partition()), int(m.offset())  # type: ignore[arg-type]
+            self._suspects.discard((p, offset))
+            if offset >= self._isolate.get(p, offset):
+                self._isolate.pop(p, None)
+                if not self._isolate:
+                    log.info("fault_isolation_ended")
+            self.commit()
+
+    def _try(self, messages: list[Message]) -> bool:
+        """Process, inside a transaction under exactly-once; False if it failed and rewound."""
+        if not messages:
+            return True
+        self._begin()
+        try:
+            self.process(messages)
+        except KafkaException as exc:
+            if exc.args[0].fatal():
+                raise
+            self._rewind(messages, exc, pinned=False)
+            return False
+        except Exception as exc:  # a bug or a message no check foresaw: never fatal
+            self._rewind(messages, exc, pinned=True)
+            return False
+        self._failures = 0
+        return True
+
+    def _rewind(self, messages: list[Message], exc: Exception, *, pinned: bool) -> None:
+        """After a failed batch: a message that failed alone is set aside; a failed batch of
+        several is handled again one message at a time.  Then the open transaction is aborted
+        and state and positions go back to the last commit."""
+        error = f"{type(exc).__name__}: {exc}"
+        first, last = messages[0], messages[-1]
+        log.error("batch_failed", error=error, messages=len(messages),
+                  partition=first.partition(), offset=first.offset(), exc_info=exc)
+        self.metrics.batch_failures.inc()
+        where = (int(first.partition()), int(first.offset()))  # type: ignore[arg-type]
+        if pinned and len(messages) == 1 and where in self._suspects:
+            self._poison[where] = error  # failed alone twice: not a passing fault
+        elif pinned and len(messages) == 1:
+            self._suspects.add(where)  # once more, alone, before it is set aside
+        elif pinned:
+            for m in messages:
+                p, o = int(m.partition()), int(m.offset())  # type: ignore[arg-type]
+                self._isolate[p] = max(self._isolate.get(p, -1), o)
+            log.warning("fault_isolation_started", partitions=sorted(self._isolate),
+                        last_offset=last.offset())
+        else:
+            self._failures += 1
+            if self._failures >= _MAX_FAILURES:
+                raise exc
+        self._rewind_to_committed()
+
+    def _set_aside(self, messages: list[Message]) -> list[Message]:
+        """Dead-letter the messages that failed alone; the others, to process."""
+        keep = []
+        for m in messages:
+            p, o = int(m.partition()), int(m.offset())  # type: ignore[arg-type]
+            error = self._poison.pop((p, o), None)
+            if error is None:
+                keep.append(m)
+                continue
+            self._suspects.discard((p, o))
+            self._begin()
+            self.dead_letter(m, "internal_error", error)
+            self._positions[p] = o + 1
+            self._last_offset[p] = o
+        return keep
+
+    def _rewind_to_committed(self) -> None:
+        """Abort the open transaction, then rebuild state and positions from what is
+        committed, as after a restart."""
+        if self.exactly_once and self._in_transaction:
+            self.producer.abort_transaction()
+            self._in_transaction = False
+        self.summary.aborts += 1
+        self.metrics.aborts.inc()
+        assigned = [tp.partition for tp in self.consumer.assignment()]
+        self._drop(assigned)
+        committed = self._restore(assigned)
+        for p, offset in committed.items():
+            self.consumer.seek(TopicPartition(self.topics.input, p, max(offset, 0)))
+
     def _close(self) -> None:
         models = len(self.models)  # before close() revokes (and drops) the partitions
         try:
+            if self._failed and self._in_transaction:
+                self._in_transaction = False
+                try:
+                    self.producer.abort_transaction(10)
+                except KafkaException as exc:  # the run's own error says more: keep it
+                    log.warning("abort_failed", error=clients.describe_error(exc.args[0]))
             if self.consumer is not None:
-                self.consumer.close()  # revokes the partitions: _on_revoke commits
+                self.consumer.close()  # revokes the partitions: _on_revoke commits (not after a
+                # failure, whose work is left for the next owner to redo)
             if self.producer is not None:
                 if self._in_transaction:
                     self.producer.abort_transaction()
                 self.producer.flush(30)
-            if getattr(self, "reader", None) is not None:
+            if self.reader is not None:
                 self.reader.close()
         finally:
             self.consumer = self.producer = None  # type: ignore[assignment]  # end with the run
+            self.reader = None
             s = self.summary
             log.info(
                 "service_stopped", events=s.events, predictions=s.predictions, learned=s.learned,
@@ -481,6 +609,7 @@ class Service:
         self.metrics.cache_hits.inc(len(idx))
         if replayed.any():  # replayed input whose update is in the state already
             self.summary.duplicates += int(replayed.sum())
+            self.metrics.duplicates.inc(int(replayed.sum()))
             pairs.resolved[partner[replayed]] = True
             fresh = ~replayed
             idx, partner, offs = idx[fresh], partner[fresh], offs[fresh]
@@ -540,6 +669,7 @@ class Service:
             return False
         if replayed:
             self.summary.duplicates += 1  # replayed input whose update is in the state already
+            self.metrics.duplicates.inc()
             self.cache.drop_many([event_id], [int(offset)])
             return False
         if entry is None:
@@ -640,7 +770,6 @@ class Service:
                 self.producer.commit_transaction()
                 self._in_transaction = False
             except KafkaException as exc:
-                self._in_transaction = False
                 self._recover_from_failed_commit(exc)
                 return
         else:
@@ -652,6 +781,7 @@ class Service:
         self._positions.clear()
         self._last_commit = time.monotonic()
         self.summary.commits += 1
+        self.metrics.commits.inc()
         self.metrics.cache_size.set(len(self.cache))
         self.metrics.models.set(len(self.models))
 
@@ -679,17 +809,14 @@ class Service:
         if not error.txn_requires_abort():
             raise exc
         log.warning("transaction_aborted", error=clients.describe_error(error))
-        self.summary.aborts += 1
-        self.producer.abort_transaction()
-        assigned = [tp.partition for tp in self.consumer.assignment()]
-        self._drop(assigned)
-        committed = self._restore(assigned)
-        for p, offset in committed.items():
-            self.consumer.seek(TopicPartition(self.topics.input, p, max(offset, 0)))
+        self._in_transaction = True  # still open: aborted next
+        self._rewind_to_committed()
 
     # ---------------------------------------------------------------------------- rebalances
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = [tp.partition for tp in partitions]
+        self._owned.update(numbers)
+        self.metrics.assigned(numbers, len(self._owned))
         self.metrics.set_ready(False)
         self._restore(numbers)
         self.metrics.set_ready(True)
@@ -698,12 +825,13 @@ class Service:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = [tp.partition for tp in partitions]
-        if numbers:
+        if numbers and not self._failed:
             self._begin()
             self.commit()
+        self._revoked = True
+        self._owned.difference_update(numbers)
         self._drop(numbers)
-        for p in numbers:
-            self.metrics.partition_revoked(p)
+        self.metrics.revoked(numbers, len(self._owned))
         log.info("partitions_revoked", partitions=numbers)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -711,7 +839,10 @@ class Service:
         if self.exactly_once and self._in_transaction:
             self.producer.abort_transaction()
             self._in_transaction = False
+        self._revoked = True
+        self._owned.difference_update(numbers)
         self._drop(numbers)
+        self.metrics.revoked(numbers, len(self._owned), lost=True)
         log.warning("partitions_lost", partitions=numbers)
 
     def _drop(self, partitions: Sequence[int]) -> None:
@@ -779,6 +910,7 @@ class Service:
         """Last value per key of a changelog partition (nulls delete), among records that
         follow from input before ``limit``."""
         latest: dict[bytes, tuple[bytes | None, int]] = {}
+        assert self.reader is not None, "restore runs inside a run"
         for records in self.reader.batches(topic, partition, headers=True):
             for key, value, offset, headers in cast(list[Any], records):
                 source = _offset_header(headers)
@@ -789,12 +921,17 @@ class Service:
         return {k: (v, o) for k, (v, o) in latest.items() if v is not None}
 
     # ------------------------------------------------------------------------------- metrics
+    def _update_lag(self) -> None:
+        if self.consumer is not None:
+            self.metrics.set_lag(_lags(self.consumer, self.topics.input, sorted(self._owned)))
+
     def emit_metrics(self) -> None:
         """Prequential metrics, per key for the keys that learned since the last emission and
         overall, to the metrics topic."""
         self._last_metrics = time.monotonic()
         if self.producer is None:
             return
+        self._update_lag()
         m = self.models
         rows = m.take_changed()
         keys = [m.row_key[r] for r in rows.tolist()]
@@ -824,6 +961,20 @@ class Service:
                 self.producer.produce(self.topics.metrics, value=value, partition=0)
             else:
                 self.producer.produce(self.topics.metrics, value=value, key=key.encode())
+
+
+def _lags(consumer: Consumer, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+    """High watermark (as of the last fetch, no request) minus position, per partition."""
+    if not partitions:
+        return {}
+    out = {}
+    for tp in consumer.position([TopicPartition(topic, p) for p in partitions]):
+        if tp.offset < 0:
+            continue  # nothing consumed yet
+        _, high = consumer.get_watermark_offsets(tp, cached=True)
+        if high >= 0:
+            out[tp.partition] = high - tp.offset
+    return out
 
 
 def _offset_header(headers: list[tuple[str, bytes]] | None) -> int | None:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from oml.observability import LATENCY_BUCKETS, BatchHistogram, HealthServer, ServiceMetrics
@@ -43,13 +44,12 @@ def server(metrics: ServiceMetrics) -> Iterator[HealthServer]:
 
 
 def test_metrics_update_and_are_served(metrics: ServiceMetrics, server: HealthServer) -> None:
-    metrics.record_batch(
-        seconds=0.003,
-        events={"unlabeled": 40, "feedback": 10},
-        predicted=40,
-        learned=10,
-        event_latencies=[0.0002] * 39 + [20.0],
-    )
+    metrics.batch_latency.observe(0.003)
+    metrics.count_events("unlabeled", 40)
+    metrics.count_events("feedback", 10)
+    metrics.predicted.inc(40)
+    metrics.learned.inc(10)
+    metrics.event_latency.observe_many([0.0002] * 39 + [20.0])
     metrics.dead_letter("decode_error", 2)
     metrics.models.set(17)
     metrics.cache_size.set(30)
@@ -229,24 +229,37 @@ def test_batch_histogram_matches_one_by_one() -> None:
     assert got == {"0.1": 1, "1.0": 2, "+Inf": 3}
 
 
-def test_batch_histogram_time() -> None:
-    h = BatchHistogram("t", "t")
-    with h.time():
-        pass
-    assert h.count == 1
+def test_operator_series_exist_from_the_start_and_follow_rebalances(
+    metrics: ServiceMetrics,
+) -> None:
+    s = samples(generate_latest(metrics.registry).decode())
+    # every reason and rebalance kind has a series at 0 before the first one happens
+    for reason in ("malformed", "unknown_event", "key_mismatch", "internal_error"):
+        assert s[("oml_dead_letters_total", (("reason", reason),))] == 0
+    for kind in ("assigned", "revoked", "lost"):
+        assert s[("oml_rebalances_total", (("kind", kind),))] == 0
+    assert metrics.phase == "starting"
+    metrics.set_phase("joining")
+    assert metrics.phase == "joining"
 
+    metrics.assigned([0, 1, 2], owned=3)
+    metrics.restore_started(0)
+    assert metrics.phase == "restoring"
+    metrics.restore_finished(0)
+    metrics.set_ready(True)
+    metrics.set_lag({0: 5, 1: 0, 2: 7})
+    s = samples(generate_latest(metrics.registry).decode())
+    assert metrics.phase == "ready"
+    assert s[("oml_partitions_assigned", ())] == 3
+    assert s[("oml_consumer_lag", (("partition", "2"),))] == 7
 
-def test_snapshot_for_the_shutdown_line(metrics: ServiceMetrics) -> None:
-    metrics.record_batch(seconds=0.01, events={"unlabeled": 3, "feedback": 2}, predicted=3)
-    metrics.record_batch(seconds=0.01, events={"feedback": 1}, learned=3)
-    metrics.dead_letter("schema_mismatch")
-    metrics.models.set(4)
-    snap = metrics.snapshot()
-    assert snap["events"] == {"unlabeled": 3, "feedback": 3, "dead_letter": 1}
-    assert snap["batches"] == 2
-    assert (snap["predicted"], snap["learned"], snap["models"]) == (3, 3, 4)
-    assert snap["dead_letters"] == {"schema_mismatch": 1}
-    json.dumps(snap)  # fits a JSON log line
+    metrics.revoked([2], owned=2)
+    metrics.revoked([1], owned=1, lost=True)
+    s = samples(generate_latest(metrics.registry).decode())
+    assert s[("oml_rebalances_total", (("kind", "revoked"),))] == 1
+    assert s[("oml_rebalances_total", (("kind", "lost"),))] == 1
+    assert s[("oml_partitions_assigned", ())] == 1
+    assert ("oml_consumer_lag", (("partition", "2"),)) not in s  # gone with its partition
 
 
 def test_heartbeat_with_injected_clock() -> None:
