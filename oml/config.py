@@ -215,10 +215,14 @@ class CacheConfig:
     Attributes:
         ttl_s: an entry expires this many seconds of event time after its event.
         max_entries: the oldest entries are dropped beyond this many (per service instance).
+        max_clock_lead_s: the cache's event-time clock (what the TTL is measured against) runs
+            at most this far ahead of the wall clock, however far in the future an event is
+            stamped; so one wrong timestamp cannot expire every entry.
     """
 
     ttl_s: float = field(default=3600.0, metadata={"min": 0})
     max_entries: int = field(default=1_000_000, metadata={"min": 1})
+    max_clock_lead_s: float = field(default=60.0, metadata={"min": 0})
 
     @property
     def ttl_ms(self) -> int:

@@ -101,7 +101,8 @@ class Service:
         template = self.registry.create(self.algorithm, dict(config.model.params))
         self.is_classifier = hasattr(template, "predict_proba_one")
         self.models = ModelStore(template, self.registry)
-        self.cache = FeatureCache(config.cache.ttl_ms, config.cache.max_entries)
+        self.cache = FeatureCache(config.cache.ttl_ms, config.cache.max_entries,
+                                  max_lead_ms=round(config.cache.max_clock_lead_s * 1000))
         self.codec = EventCodec.from_config(config)
         self.topics = config.topics
         self.exactly_once = config.processing.guarantee == "exactly-once"
@@ -124,6 +125,7 @@ class Service:
         self._suspects: set[tuple[int, int]] = set()  # failed alone once (retried once)
         self._failures = 0  # consecutive batch failures that no message explains
         self._idle_since: float | None = None
+        self._max_record_bytes = 1_000_000  # the producer's message.max.bytes
         self._last_commit = self._last_metrics = time.monotonic()
         # the clients exist from _connect until the run ends (None outside a run)
         self.consumer: Consumer = None  # type: ignore[assignment]
@@ -203,6 +205,7 @@ class Service:
         else:
             producer_config = clients.producer_config(bs, extra)
         self.producer = Producer(producer_config)
+        self._max_record_bytes = int(producer_config.get("message.max.bytes", 1_000_000))
         self.consumer = Consumer(clients.consumer_config(
             bs, cfg.kafka.group_id, {**self.consumer_settings, **extra}
         ))
@@ -403,7 +406,9 @@ class Service:
                     self._retrieve_and_update(
                         batch, messages, labeled, rows, X, event_offsets, pairs
                     )
-            self._emit_predictions(batch, predicted, X, event_offsets, pairs)
+            headers = message_column(messages, "headers")  # None each, unless sent
+            carried = None if headers.count(None) == len(headers) else headers
+            self._emit_predictions(batch, predicted, X, event_offsets, pairs, carried)
             self.producer.poll(0)
         self.metrics.batch_latency.observe(time.perf_counter() - started)
 
@@ -489,10 +494,12 @@ class Service:
         X: np.ndarray,
         offsets: np.ndarray,
         pairs: _Pairs | None,
+        headers: list[Any] | None = None,
     ) -> None:
         """Encode and produce the batch's predictions in stage order, a few encoder calls per
         batch (one per run of stages with the same class list); cache the events still
-        unresolved when the batch paired in-batch."""
+        unresolved when the batch paired in-batch.  ``headers`` (by message, None when no
+        message of the batch has any) are carried to each event's prediction, as they came."""
         if not predicted:
             return
         now = int(time.time() * 1000)
@@ -512,8 +519,13 @@ class Service:
                 proba=_stack([g[1].proba for g in group]),
                 score=_stack([g[1].score for g in group]),
             )
-            for key, value in zip(keys, values, strict=True):
-                produce(topic, value, key)
+            if headers is None:
+                for key, value in zip(keys, values, strict=True):
+                    produce(topic, value, key)
+            else:
+                carried = _take(headers, batch.index[idx].tolist())
+                for key, value, h in zip(keys, values, carried, strict=True):
+                    produce(topic, value, key, headers=h)
         self.summary.predictions += len(every)
         self.metrics.predicted.inc(len(every))
         ts = batch.timestamps[every]
@@ -724,7 +736,8 @@ class Service:
     def dead_letter(self, message: Message, reason: str, error: str) -> None:
         """The original bytes to the dead-letter topic, with the reason in headers."""
         deadletter.produce_dead_letter(
-            self.producer, self.topics.dead_letter, message, reason, error
+            self.producer, self.topics.dead_letter, message, reason, error,
+            max_bytes=self._max_record_bytes,
         )
         self.summary.dead_letters[reason] += 1
         self.metrics.dead_letter(reason)

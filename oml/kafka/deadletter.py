@@ -9,6 +9,9 @@ the original headers in their order, then appends these headers (UTF-8 text):
   message was read (partition and offset in decimal)
 * ``oml.dlq.timestamp``: when it was dead-lettered, milliseconds since the epoch (decimal)
 * ``oml.dlq.source.timestamp``: the original record's timestamp in ms (empty if it had none)
+* ``oml.dlq.truncated``: only on a dead letter that would not fit the producer's record size
+  limit (``message.max.bytes``): the original value's length in bytes; the value is then the
+  longest prefix of the original that fits (the source coordinates say where the whole is)
 
 If the original message already carries ``oml.dlq.*`` headers (a dead letter replayed into
 the input that failed again), they stay among the original headers; the ones appended last are
@@ -42,6 +45,7 @@ __all__ = [
     "HEADER_SOURCE_TIMESTAMP",
     "HEADER_SOURCE_TOPIC",
     "HEADER_TIMESTAMP",
+    "HEADER_TRUNCATED",
     "DeadLetter",
     "DeadLetterFormatError",
     "Reason",
@@ -61,6 +65,9 @@ HEADER_SOURCE_PARTITION = "oml.dlq.source.partition"
 HEADER_SOURCE_OFFSET = "oml.dlq.source.offset"
 HEADER_TIMESTAMP = "oml.dlq.timestamp"
 HEADER_SOURCE_TIMESTAMP = "oml.dlq.source.timestamp"
+HEADER_TRUNCATED = "oml.dlq.truncated"
+RECORD_OVERHEAD = 512
+"""Bytes kept free under the size limit for the record's framing (batch and record headers)."""
 _OURS = (
     HEADER_REASON,
     HEADER_ERROR,
@@ -192,14 +199,19 @@ def produce_dead_letter(
     *,
     on_delivery: Callable[[Any, Any], None] | None = None,
     queue_full_timeout: float = 30.0,
+    max_bytes: int = 1_000_000,
 ) -> None:
     """Produce the dead letter for ``message`` to ``topic`` with ``producer``.
+
+    A dead letter larger than ``max_bytes`` (the producer's ``message.max.bytes``) is cut to fit
+    (see :func:`fit`), so that an outsized input record is set aside instead of failing the
+    produce.
 
     The producer's partitioner places it by the original key.  With a transactional producer it
     joins the open transaction.  If the producer's queue is full this serves delivery reports
     (``poll``) until there is room, for at most ``queue_full_timeout`` seconds.
     """
-    key, value, headers = dead_letter_for(message, reason, error)
+    key, value, headers = fit(*dead_letter_for(message, reason, error), max_bytes=max_bytes)
     kwargs: dict[str, Any] = {"key": key, "value": value, "headers": headers}
     if on_delivery is not None:
         kwargs["on_delivery"] = on_delivery
@@ -219,6 +231,32 @@ def produce_dead_letter(
         partition=message.partition(),
         offset=message.offset(),
     )
+
+
+def fit(key: bytes | None, value: bytes | None, headers: list[Header], *, max_bytes: int
+        ) -> Record:
+    """The record as it is if it fits in ``max_bytes``; otherwise with the value cut to the
+    longest prefix that fits and an ``oml.dlq.truncated`` header giving the original length.
+
+    >>> _, value, headers = fit(b"k", b"x" * 5000, [("a", b"1")], max_bytes=RECORD_OVERHEAD + 100)
+    >>> len(value), headers[-1]
+    (76, ('oml.dlq.truncated', b'5000'))
+    """
+    size = _size(key) + _size(value) + sum(len(n) + _size(v) for n, v in headers)
+    if size + RECORD_OVERHEAD <= max_bytes or value is None:
+        return key, value, headers
+    marker = (HEADER_TRUNCATED, str(len(value)).encode())
+    headers = [*headers, marker]
+    room = max_bytes - RECORD_OVERHEAD - (size - len(value)) - len(marker[0]) - len(marker[1])
+    if room < 0:  # the key and headers alone are too large: keep only the coordinates
+        keep = {HEADER_REASON, HEADER_ERROR, *_OURS}
+        headers = [h for h in headers if h[0] in keep or h[0] == HEADER_TRUNCATED]
+        key, room = None, max_bytes - RECORD_OVERHEAD - sum(len(n) + _size(v) for n, v in headers)
+    return key, value[: max(room, 0)], headers
+
+
+def _size(value: bytes | None) -> int:
+    return 0 if value is None else len(value)
 
 
 def _last(headers: Sequence[Header], name: str) -> bytes | None:

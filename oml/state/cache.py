@@ -16,7 +16,8 @@ input the consumer group never committed.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+import time
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from itertools import repeat
 from operator import itemgetter
 from typing import Any
@@ -72,10 +73,23 @@ class FeatureCache:
     matrix for all entries, in the model bank's columns, so storing and fetching a stage's rows
     is one array operation.  Entries are kept in insertion order, which is the order the events
     were processed in; expiry and eviction take them from the front.
+
+    The cache's clock is event time: the newest timestamp seen.  It never runs ahead of the
+    wall clock (``now``, in seconds) by more than ``max_lead_ms``, so that one event stamped far
+    in the future cannot expire every entry at once.
     """
 
-    def __init__(self, ttl_ms: int, max_entries: int) -> None:
+    def __init__(
+        self,
+        ttl_ms: int,
+        max_entries: int,
+        *,
+        max_lead_ms: int = 60_000,
+        now: Callable[[], float] = time.time,
+    ) -> None:
         self.ttl_ms = ttl_ms
+        self.max_lead_ms = max_lead_ms
+        self._now = now
         self.max_entries = max_entries
         self.entries: dict[str, Entry] = {}
         self.features = np.zeros((0, 0))
@@ -143,7 +157,7 @@ class FeatureCache:
             self._free.extend(slot for slot in slots if slot not in kept)
         self._unwritten.extend(event_ids)
         if len(timestamps):
-            self.clock = max(self.clock, int(max(timestamps)))
+            self.advance(int(max(timestamps)))
 
     def get(self, event_id: str) -> Entry | None:
         return self.entries.get(event_id)
@@ -168,8 +182,10 @@ class FeatureCache:
             )
 
     def advance(self, ts: int) -> None:
-        """Move the event-time clock (feedback events carry time too)."""
-        self.clock = max(self.clock, ts)
+        """Move the event-time clock (feedback events carry time too), never further than
+        ``max_lead_ms`` past the wall clock."""
+        if ts > self.clock:
+            self.clock = min(ts, max(self.clock, int(self._now() * 1000) + self.max_lead_ms))
 
     def expire(self, positions: dict[int, int]) -> int:
         """Drop entries past the TTL and beyond the size cap; return how many went.
@@ -235,7 +251,7 @@ class FeatureCache:
             self.entries[event_id] = (record.key, slot, record.prediction, record.ts,
                                       record.offset, partition)
             self._persisted.add(event_id)
-            self.clock = max(self.clock, record.ts)
+            self.advance(record.ts)
 
 
 def encode_entry(entry: Entry, row: np.ndarray, features: Sequence[Hashable]) -> bytes:

@@ -36,6 +36,18 @@ def test_ttl_in_event_time_expires_and_tombstones_written_entries():
     assert (0, "old", None, 9) in cache.take_changes(["f0", "f1"])
 
 
+def test_a_far_future_timestamp_cannot_expire_the_cache():
+    now_ms = 1_800_000_000_000
+    cache = FeatureCache(ttl_ms=60_000, max_entries=100, max_lead_ms=5_000,
+                         now=lambda: now_ms / 1000)
+    put(cache, ["a", "b"], [now_ms - 1_000, now_ms])
+    put(cache, ["liar"], [253402300799000])  # 9999-12-31T23:59:59Z
+    assert cache.clock == now_ms + 5_000  # as far as the wall clock allows, no further
+    assert cache.expire({0: 3}) == 0 and sorted(cache.entries) == ["a", "b", "liar"]
+    cache.advance(now_ms + 3_000)  # behind the clock already: no change
+    assert cache.clock == now_ms + 5_000
+
+
 def test_size_cap_evicts_the_oldest():
     cache = FeatureCache(ttl_ms=10**9, max_entries=2)
     put(cache, ["a", "b", "c"], [1, 2, 3])

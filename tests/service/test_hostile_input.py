@@ -1,0 +1,87 @@
+"""Hostile input on a real broker: what one message does must stay with that message.  An
+outsized record is set aside (cut to fit the dead-letter topic), a timestamp from the far future
+cannot expire the feature cache, and input headers travel to the predictions unchanged."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from confluent_kafka import Producer
+
+from oml.kafka.deadletter import HEADER_TRUNCATED, parse_dead_letter
+from oml.service import Service
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+
+def event(i: int, key: str = "k", ts: int | None = None, **extra: object) -> bytes:
+    body = {"event_id": f"e{i}", "key": key, "features": [float(i % 3), 1.0], **extra}
+    if ts is not None:
+        body["timestamp"] = ts
+    return json.dumps(body).encode()
+
+
+def feedback(i: int, key: str = "k") -> bytes:
+    return json.dumps({"event_id": f"e{i}", "key": key, "label": i % 2 == 0}).encode()
+
+
+def send(kafka_config, topic, values, headers=None, **settings):
+    producer = Producer({**kafka_config, "linger.ms": 5, **settings})
+    for value in values:
+        producer.produce(topic, value=value, key=b"k", partition=0, headers=headers)
+    assert producer.flush(30) == 0
+
+
+def test_an_outsized_record_is_dead_lettered_cut_to_fit_and_the_stream_goes_on(
+    setup, kafka_config, read_all
+):
+    config = setup(**{"model.algorithm": "pa"})
+    Service(config).run()  # creates the topics
+    huge = event(0, extra="x" * 1_200_000)[:-1]  # and cut short: not JSON
+    send(kafka_config, config.topics.input, [huge], **{"message.max.bytes": 2_000_000})
+    send(kafka_config, config.topics.input, [event(1), feedback(1)])
+
+    summary = Service(config).run()
+
+    (letter,) = read_all(config.topics.dead_letter)
+    info = parse_dead_letter(letter.headers)
+    assert (info.source_partition, info.source_offset) == (0, 0)
+    assert dict(info.original_headers)[HEADER_TRUNCATED] == str(len(huge)).encode()
+    assert huge.startswith(letter.value) and 1_000_000 < len(letter.value) < 1_048_588
+    assert summary.learned == 1 and summary.predictions == 1
+
+
+def test_a_far_future_timestamp_does_not_expire_the_cache(setup, kafka_config, read_all):
+    config = setup(**{"model.algorithm": "pa", "cache.ttl_s": 120,
+                      "processing.commit_interval_ms": 100})
+    now = int(time.time() * 1000)
+    early = [event(i, ts=now) for i in range(50)]
+    liar = [event(99, ts=253402300799000)]  # 9999-12-31T23:59:59Z
+    late = [feedback(i) for i in range(50)]
+    Service(config).run()
+    send(kafka_config, config.topics.input, early + liar)
+    Service(config).run()  # commits, with the liar's clock, before the feedback arrives
+    send(kafka_config, config.topics.input, late)
+
+    summary = Service(config).run()
+
+    assert summary.learned == 50 and not summary.dead_letters
+    assert not [r for r in read_all(config.topics.dead_letter)
+                if parse_dead_letter(r.headers).reason == "unknown_event"]
+
+
+def test_input_headers_are_carried_to_the_predictions(setup, kafka_config, read_all):
+    config = setup(**{"model.algorithm": "pa"})
+    Service(config).run()
+    trace = [("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+             ("tenant", b"acme")]
+    send(kafka_config, config.topics.input, [event(1)], headers=trace)
+    send(kafka_config, config.topics.input, [event(2)])
+
+    Service(config).run()
+
+    records = read_all(config.topics.predictions)
+    by_id = {json.loads(r.value)["event_id"]: r.headers for r in records}
+    assert by_id["e1"] == trace and by_id["e2"] == []
