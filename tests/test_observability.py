@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -284,3 +287,27 @@ def test_restore_progress_counts_as_heartbeat() -> None:
     now[0] += 9
     assert srv.liveness()[0] == 200
     assert not m.is_ready and m.restoring == {5}
+
+
+def test_every_metric_passes_promtool(metrics: ServiceMetrics) -> None:
+    """Prometheus' own linter on everything /metrics can show (.ci/run installs promtool; a
+    developer without it skips, CI never does)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is not installed (.ci/run installs it)")
+        pytest.skip("promtool is not installed")
+    metrics.dead_letter("malformed")
+    metrics.assigned([0, 1], owned=2)
+    metrics.set_lag({0: 3, 1: 0})
+    metrics.accuracy.labels(algorithm="pa").set(0.5)
+    metrics.restore_started(0)
+    metrics.add_restored(0, 5)
+    metrics.event_latency.observe_many([0.1, 2.0])
+    metrics.batch_latency.observe(0.01)
+    metrics.commits.inc()
+    metrics.duplicates.inc()
+    text = generate_latest(metrics.registry)
+    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()

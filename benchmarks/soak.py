@@ -1,0 +1,199 @@
+"""A soak run of the service (not a test: run it by hand, it takes ``--minutes``).
+
+    python benchmarks/soak.py --minutes 10 --rate 2000
+
+Starts ``oml run`` as its own process (exactly-once, JSON, ``pa``, 4 partitions) on the
+embedded broker or on ``OML_BOOTSTRAP_SERVERS``, and feeds it at a fixed rate with ever-new
+keys (``--events-per-key`` each): every event is scored, and ``--labeled`` of them get their
+feedback ``--delay`` events later; the rest are never labeled and wait in the feature cache
+until its cap (``--cache-cap``) pushes them out.
+
+Every minute it records the service's RSS (from /proc), the feature-cache size (from
+``/metrics``) and the p50/p99 latency from an event's timestamp to its prediction being read by
+a ``read_committed`` consumer: what a downstream consumer sees.  It writes one JSON document to
+``benchmarks/soak/soak-<date>.json`` (``--out`` to change) with the per-minute rows, the RSS
+slope (MB per minute, least squares over minutes 2..end) and the last minute's p99 against the
+first's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from oml.kafka.broker import EmbeddedBroker
+
+HERE = Path(__file__).parent
+
+
+@contextlib.contextmanager
+def _cluster() -> Iterator[str]:
+    external = os.environ.get("OML_BOOTSTRAP_SERVERS", "").strip()
+    if external:
+        yield external
+        return
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap_servers
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        for line in reply.read().decode().splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+    return float("nan")
+
+
+def _wait_ready(port: int, service: subprocess.Popen, timeout: float = 120.0) -> None:
+    """Until ``/readyz`` answers 200: partitions assigned and restored."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.poll() is not None:
+            raise RuntimeError(f"the service exited with {service.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError("the service did not become ready")
+
+
+def _feed(bootstrap: str, topic: str, args: argparse.Namespace, stop: threading.Event) -> None:
+    """Events at ``args.rate`` per second, timestamped when sent."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5,
+                         "partitioner": "murmur2_random"})
+    rng = np.random.default_rng(0)
+    pending: list[tuple[int, str, bool]] = []
+    started, sent, i = time.monotonic(), 0, 0
+    while not stop.is_set():
+        due = int((time.monotonic() - started) * args.rate)
+        while sent < due:
+            now = int(time.time() * 1000)
+            if pending and len(pending) >= args.delay:
+                eid, key, label = pending.pop(0)
+                body = {"event_id": f"e{eid}", "key": key, "label": label, "timestamp": now}
+            else:
+                key = f"k{i // args.events_per_key}"
+                x = rng.normal(size=4)
+                body = {"event_id": f"e{i}", "key": key, "features": x.tolist(), "timestamp": now}
+                if rng.random() < args.labeled:
+                    pending.append((i, key, bool(x.sum() > 0)))
+                i += 1
+            producer.produce(topic, value=json.dumps(body).encode(), key=body["key"].encode())
+            sent += 1
+        producer.poll(0)
+        time.sleep(0.005)
+    producer.flush(30)
+
+
+def _watch(bootstrap: str, topic: str, latencies: list[float], stop: threading.Event) -> None:
+    """Event time to committed visibility of each prediction, in seconds."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"soak-{uuid.uuid4().hex}",
+                         "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 10,
+                         "fetch.queue.backoff.ms": 10})
+    consumer.subscribe([topic])
+    while not stop.is_set():
+        for m in consumer.consume(1000, 0.2):
+            if m.error() is None:
+                ts = json.loads(m.value())["event_timestamp"]
+                latencies.append(time.time() - ts / 1000)
+    consumer.close()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--rate", type=float, default=2000.0, help="events per second offered")
+    p.add_argument("--events-per-key", type=int, default=5)
+    p.add_argument("--labeled", type=float, default=0.8, help="share of events labeled")
+    p.add_argument("--delay", type=int, default=50, help="feedback this many events later")
+    p.add_argument("--cache-cap", type=int, default=20_000)
+    p.add_argument("--port", type=int, default=9464)
+    p.add_argument("--out", type=Path,
+                   default=HERE / "soak" / f"soak-{dt.date.today().isoformat()}.json")
+    args = p.parse_args()
+
+    with _cluster() as bootstrap:
+        topic = f"soak-{uuid.uuid4().hex[:8]}"
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.create_topics([NewTopic(topic, 4, -1)])[topic].result(30)
+        service = subprocess.Popen([
+            sys.executable, "-m", "oml.cli", "run", "--bootstrap-servers", bootstrap,
+            "--input", topic, "--group-id", f"g-{topic}", "--algorithm", "pa",
+            "--set", "kafka.instance_id=soak", "--set", f"metrics.port={args.port}",
+            "--set", f"cache.max_entries={args.cache_cap}", "--log-format", "json",
+        ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stop = threading.Event()
+        latencies: list[float] = []
+        threads = [threading.Thread(target=_feed, args=(bootstrap, topic, args, stop)),
+                   threading.Thread(target=_watch, args=(bootstrap, f"{topic}.predictions",
+                                                        latencies, stop))]
+        rows = []
+        try:
+            _wait_ready(args.port, service)
+            for t in threads:
+                t.start()
+            for minute in range(1, int(args.minutes) + 1):
+                time.sleep(60)
+                window, latencies[:] = list(latencies), []
+                lat = np.array(window) if window else np.array([np.nan])
+                row = {
+                    "minute": minute,
+                    "predictions": len(window),
+                    "p50_ms": round(float(np.percentile(lat, 50)) * 1000, 1),
+                    "p99_ms": round(float(np.percentile(lat, 99)) * 1000, 1),
+                    "rss_mb": round(_rss_mb(service.pid), 1),
+                    "cache_entries": _metric(args.port, "oml_feature_cache_entries"),
+                    "models": _metric(args.port, "oml_models"),
+                }
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+        finally:
+            stop.set()
+            for t in threads:
+                if t.is_alive():
+                    t.join(60)
+            service.terminate()
+            service.wait(60)
+
+    minutes = np.array([r["minute"] for r in rows[1:]], dtype=float)
+    rss = np.array([r["rss_mb"] for r in rows[1:]])
+    slope = float(np.polyfit(minutes, rss, 1)[0]) if len(rows) > 2 else float("nan")
+    result = {
+        "command": " ".join(sys.argv),
+        "settings": {k: str(v) for k, v in vars(args).items()},
+        "rows": rows,
+        "rss_slope_mb_per_min": round(slope, 3),
+        "p99_last_over_first": round(rows[-1]["p99_ms"] / rows[0]["p99_ms"], 2) if rows else None,
+        "cache_cap": args.cache_cap,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("rss_slope_mb_per_min", "p99_last_over_first")}))
+
+
+if __name__ == "__main__":
+    main()
