@@ -75,6 +75,10 @@ _PRODUCER_BASE: dict[str, Any] = {
     "linger.ms": 10,
     "compression.type": "lz4",
     "queue.buffering.max.messages": 500_000,
+    # Java's default partitioner (murmur2), not librdkafka's crc32: a key's predictions and dead
+    # letters land in the partition number a Java, Kafka Streams or `oml produce` producer puts
+    # the key's input in.
+    "partitioner": "murmur2_random",
     # Kafka's broker default (message.max.bytes = 1 MiB + 12); librdkafka's own default is
     # 1,000,000, below what the broker accepts, so a record the input held might not be
     # producible again.  Dead letters are cut to fit (oml.kafka.deadletter).
