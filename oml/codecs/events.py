@@ -53,9 +53,11 @@ from oml.codecs.errors import (
     NOT_FINITE,
     REGISTRY_UNAVAILABLE,
     SCHEMA_MISMATCH,
+    TOO_DEEP,
     WRONG_FEATURE_COUNT,
     BadMessage,
     CodecError,
+    internal_error,
 )
 from oml.codecs.outputs import MetricsCodec, PredictionCodec
 from oml.codecs.schema_registry import (
@@ -79,7 +81,6 @@ NO_TIMESTAMP = -1
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _INT64_MAX = 2**63 - 1
-
 
 
 class Event(msgspec.Struct, omit_defaults=True, gc=False):
@@ -275,10 +276,7 @@ class EventDecoder:
             kafka_ts = lambda: ts  # noqa: E731
         kafka_keys = None if keys is None else (lambda: keys)
         parts = None if partitions is None else np.asarray(partitions, dtype=np.int32)
-        with gc_paused():
-            return self._assemble(len(values), self._parse(values), kafka_ts, kafka_keys, parts)
-
-    __call__ = decode_batch
+        return self._decode_guarded(values, kafka_ts, kafka_keys, parts)
 
     def decode_messages(self, messages: Sequence[Any]) -> DecodedBatch:
         """Decode ``confluent_kafka.Message`` objects (their value, key, timestamp, partition).
@@ -298,10 +296,60 @@ class EventDecoder:
         def kafka_keys() -> list[bytes | None]:
             return [m.key() for m in messages]
 
+        return self._decode_guarded(values, kafka_ts, kafka_keys, partitions)
+
+    # ---- fault isolation
+    def _decode_guarded(
+        self,
+        values: Sequence[bytes | None],
+        kafka_ts: KafkaTimestamps | None,
+        kafka_keys: KafkaKeys | None,
+        partitions: np.ndarray | None,
+    ) -> DecodedBatch:
+        """The batch at once; if that raises unexpectedly, message by message, so that only the
+        message at fault becomes a dead letter (``internal_error``)."""
         with gc_paused():
-            return self._assemble(
-                len(values), self._parse(values), kafka_ts, kafka_keys, partitions
-            )
+            try:
+                return self._assemble(
+                    len(values), self._parse(values), kafka_ts, kafka_keys, partitions
+                )
+            except CodecError as exc:
+                if exc.reason == REGISTRY_UNAVAILABLE:
+                    raise
+            except Exception:  # noqa: S110  # pinned to its message below
+                pass
+            return self._decode_each(values, kafka_ts, kafka_keys, partitions)
+
+    def _decode_each(
+        self,
+        values: Sequence[bytes | None],
+        kafka_ts: KafkaTimestamps | None,
+        kafka_keys: KafkaKeys | None,
+        partitions: np.ndarray | None,
+    ) -> DecodedBatch:
+        ts = None if kafka_ts is None else kafka_ts()
+        ks = None if kafka_keys is None else kafka_keys()
+        parts: list[DecodedBatch] = []
+        errors: list[BadMessage] = []
+        for i, value in enumerate(values):
+            one_ts = None if ts is None else (lambda i=i: ts[i : i + 1])  # type: ignore[misc]
+            one_key = None if ks is None else (lambda i=i: [ks[i]])  # type: ignore[misc]
+            one_part = None if partitions is None else partitions[i : i + 1]
+            try:
+                one = self._assemble(1, self._parse([value]), one_ts, one_key, one_part)
+            except CodecError as exc:
+                if exc.reason == REGISTRY_UNAVAILABLE:
+                    raise
+                errors.append(internal_error(i, exc))
+                continue
+            except Exception as exc:  # the message at fault: a dead letter, never a crash
+                errors.append(internal_error(i, exc))
+                continue
+            errors.extend(e._replace(index=i) for e in one.errors)
+            if len(one):
+                one.index[:] = i
+                parts.append(one)
+        return _concat(parts, errors)
 
     # ---- the format's part
     def _parse(self, values: Sequence[bytes | None]) -> _Parsed:
@@ -605,6 +653,43 @@ def _without(
     return tuple(a[keep] for a in arrays), tuple(_pick(c, rows) for c in lists)
 
 
+def _concat(parts: list[DecodedBatch], errors: list[BadMessage]) -> DecodedBatch:
+    """One batch of the rows of ``parts`` (in that order), with ``errors``: features laid out in
+    the union of their names (``xs`` then holds each row's dict unless all rows agree)."""
+    rows = [(b, r) for b in parts for r in range(len(b))]
+    feats = [b.features(r) for b, r in rows]
+    present = [f for f in feats if f is not None]
+    columns: dict[str, int] = {}
+    for f in present:
+        for name in f:
+            columns.setdefault(name, len(columns))
+    X = np.zeros((len(rows), len(columns)))
+    for i, row in enumerate(feats):
+        if row is not None:
+            X[i, [columns[n] for n in row]] = list(row.values())
+    names = list(columns)
+    uniform = all(list(f) == names for f in present)
+    errors.sort(key=itemgetter(0))
+
+    def cat(attr: str, dtype: Any) -> np.ndarray:
+        return np.concatenate([getattr(b, attr) for b in parts]) if parts else np.empty(0, dtype)
+
+    return DecodedBatch(
+        index=cat("index", np.intp),
+        event_ids=[b.event_ids[r] for b, r in rows],
+        keys=[b.keys[r] for b, r in rows],
+        partitions=cat("partitions", np.int32),
+        has_label=cat("has_label", bool),
+        labels=[b.labels[r] for b, r in rows],
+        has_features=cat("has_features", bool),
+        feature_names=names,
+        X=X,
+        xs=None if uniform else feats,
+        timestamps=cat("timestamps", np.int64),
+        errors=errors,
+    )
+
+
 Columns = tuple[list[Any], list[Any], list[Any], list[Any], list[Any]]
 
 
@@ -683,11 +768,12 @@ class JsonEventDecoder(EventDecoder):
         if self._fast is None or list(self._fast[0].names) != names:
             try:
                 struct = _FeatureStruct.for_names(names)
-            except ValueError:  # msgspec refuses names with quotes or control characters
+            except (ValueError, TypeError):  # msgspec refuses names with quotes or control chars
                 self._fast = None
                 return
             self._fast = (
-                struct, msgspec.json.Decoder(self._event_struct(struct.type, typed=True)).decode
+                struct,
+                msgspec.json.Decoder(self._event_struct(struct.type, typed=True)).decode,
             )
 
     def _parse(self, values: Sequence[bytes | None]) -> _Parsed:
@@ -706,7 +792,7 @@ class JsonEventDecoder(EventDecoder):
                 struct, decode = self._fast
                 try:
                     events = list(map(decode, values))  # type: ignore[arg-type]
-                except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
+                except Exception:
                     # other names, or a bad message: back off (1, 2, 4... batches, up to 64)
                     self._fast_skip = self._fast_penalty
                     self._fast_penalty = min(self._fast_penalty * 2, 64)
@@ -715,7 +801,7 @@ class JsonEventDecoder(EventDecoder):
                     return _Parsed(None, *_struct_columns(events), [], False, struct, True)
         try:
             events = list(map(self._decode, values))  # type: ignore[arg-type]  # None: TypeError
-        except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
+        except Exception:  # found and explained message by message
             return self._parse_each(values)
         return _Parsed(None, *_struct_columns(events), [], False)
 
@@ -736,6 +822,12 @@ class JsonEventDecoder(EventDecoder):
                 continue
             except (msgspec.DecodeError, TypeError) as exc:
                 errors.append(BadMessage(i, *self._undecodable(value, exc)))
+                continue
+            except RecursionError:
+                errors.append(BadMessage(i, TOO_DEEP, "JSON nested deeper than the parser allows"))
+                continue
+            except Exception as exc:  # never a crash: this message's dead letter
+                errors.append(internal_error(i, exc))
                 continue
             index.append(i)
         if not events:
@@ -760,6 +852,8 @@ class JsonEventDecoder(EventDecoder):
         JSON at all."""
         try:
             obj = json.loads(value)
+        except RecursionError:
+            return TOO_DEEP, "JSON nested deeper than the parser allows"
         except (ValueError, TypeError):
             return MALFORMED, f"not JSON: {exc}"
         if isinstance(obj, dict):
