@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from confluent_kafka.schema_registry import SchemaRegistryClient
 
 
-
 class AvroEventDecoder(EventDecoder):
     """Avro input: schemaless bodies in oml's event schema, or, with a schema registry, the
     Confluent wire format with any writer schema that resolves to it (writer schemas are
@@ -37,8 +36,10 @@ class AvroEventDecoder(EventDecoder):
         fields: FieldNames | None = None,
         feature_names: Sequence[str] | None = None,
         registry: SchemaRegistryClient | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(fields, feature_names)
+        """``options``: ``limits``, ``n_features``, ``clock``, as :class:`EventDecoder` takes."""
+        super().__init__(fields, feature_names, **options)
         avro.check_field_names(self.fields)
         own = avro.plain_longs(avro.event_schema(self.fields))
         self._own_canonical = avro.canonical(own)
@@ -102,4 +103,3 @@ class AvroEventDecoder(EventDecoder):
         return Parsed(
             None if not errors else index, *dict_columns(records, self.fields), errors, True
         )
-

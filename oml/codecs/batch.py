@@ -38,6 +38,7 @@ class DecodedBatch:
         index: (m,) intp, the position of each row's message in the decoded batch.
         event_ids, keys: (m,) str.
         partitions: (m,) int32 Kafka partition of each row (-1 if the caller gave none).
+        offsets: (m,) int64 Kafka offset of each row (-1 if the caller gave none).
         has_label: (m,) bool; True for feedback.
         labels: (m,) the label, None where ``has_label`` is False.
         has_features: (m,) bool.
@@ -48,12 +49,16 @@ class DecodedBatch:
         timestamps: (m,) int64 event time in ms: the message's own, else the Kafka timestamp,
             else -1.
         errors: one :class:`BadMessage` per message that could not be decoded, by index.
+        clamped: how many event times were moved into the accepted window (policy ``clamp``).
+        source_partitions, source_offsets: (n,) the partition and offset of every message
+            given, good or bad (None if the caller gave none); see :meth:`last_offsets`.
     """
 
     index: np.ndarray
     event_ids: list[str]
     keys: list[str]
     partitions: np.ndarray
+    offsets: np.ndarray
     has_label: np.ndarray
     labels: list[Label | None]
     has_features: np.ndarray
@@ -62,14 +67,23 @@ class DecodedBatch:
     xs: list[dict[str, float] | None] | None
     timestamps: np.ndarray
     errors: list[BadMessage] = field(default_factory=list)
+    clamped: int = 0
+    source_partitions: np.ndarray | None = None
+    source_offsets: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.event_ids)
 
-    @property
-    def uniform(self) -> bool:
-        """True when ``X`` and ``feature_names`` describe every row exactly (``xs`` is None)."""
-        return self.xs is None
+    def last_offsets(self) -> dict[int, int]:
+        """Each partition's last offset among all the messages given, dead letters included
+        (empty if the caller gave no partitions and offsets)."""
+        parts, offs = self.source_partitions, self.source_offsets
+        if parts is None or offs is None or not len(parts):
+            return {}
+        first = int(parts[0])
+        if (parts == first).all():
+            return {first: int(offs.max())}
+        return {p: int(offs[parts == p].max()) for p in np.unique(parts).tolist()}
 
     def features(self, row: int) -> dict[str, float] | None:
         """Row ``row``'s features as a dict, or None if it has none."""
@@ -93,24 +107,6 @@ class DecodedBatch:
         out[:, cols] = self.X
         return out
 
-    def take(self, rows: np.ndarray | Sequence[int]) -> DecodedBatch:
-        """The batch of the given rows (``errors`` is left empty)."""
-        rows = np.asarray(rows, dtype=np.intp)
-        picked = rows.tolist()
-        return DecodedBatch(
-            index=self.index[rows],
-            event_ids=[self.event_ids[i] for i in picked],
-            keys=[self.keys[i] for i in picked],
-            partitions=self.partitions[rows],
-            has_label=self.has_label[rows],
-            labels=[self.labels[i] for i in picked],
-            has_features=self.has_features[rows],
-            feature_names=self.feature_names,
-            X=self.X[rows],
-            xs=None if self.xs is None else [self.xs[i] for i in picked],
-            timestamps=self.timestamps[rows],
-        )
-
 
 @dataclass
 class Parsed:
@@ -126,6 +122,7 @@ class Parsed:
     check_floats: bool  # the format can produce NaN/inf labels (JSON cannot)
     feature_struct: FeatureStruct | None = None  # features decoded into this struct type
     typed: bool = False  # ids all str, keys str or None, timestamps int or None
+    bounded: bool = False  # the parser bounded id, key and label lengths and feature counts
 
 
 @dataclass(frozen=True)
@@ -184,7 +181,12 @@ def without(
     return tuple(a[keep] for a in arrays), tuple(pick(c, rows) for c in lists)
 
 
-def concat(parts: list[DecodedBatch], errors: list[BadMessage]) -> DecodedBatch:
+def concat(
+    parts: list[DecodedBatch],
+    errors: list[BadMessage],
+    source_partitions: np.ndarray | None = None,
+    source_offsets: np.ndarray | None = None,
+) -> DecodedBatch:
     """One batch of the rows of ``parts`` (in that order), with ``errors``: features laid out in
     the union of their names (``xs`` then holds each row's dict unless all rows agree)."""
     rows = [(b, r) for b in parts for r in range(len(b))]
@@ -210,6 +212,7 @@ def concat(parts: list[DecodedBatch], errors: list[BadMessage]) -> DecodedBatch:
         event_ids=[b.event_ids[r] for b, r in rows],
         keys=[b.keys[r] for b, r in rows],
         partitions=cat("partitions", np.int32),
+        offsets=cat("offsets", np.int64),
         has_label=cat("has_label", bool),
         labels=[b.labels[r] for b, r in rows],
         has_features=cat("has_features", bool),
@@ -218,6 +221,9 @@ def concat(parts: list[DecodedBatch], errors: list[BadMessage]) -> DecodedBatch:
         xs=None if uniform else feats,
         timestamps=cat("timestamps", np.int64),
         errors=errors,
+        clamped=sum(b.clamped for b in parts),
+        source_partitions=source_partitions,
+        source_offsets=source_offsets,
     )
 
 
@@ -245,4 +251,3 @@ def dict_columns(records: list[dict[str, Any]], f: FieldNames) -> Columns:
         [r[y] for r in records],
         [r[t] for r in records],
     )
-

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from itertools import chain, compress
 from operator import itemgetter
 from typing import Any
@@ -25,46 +27,105 @@ from oml.codecs.batch import (
 )
 from oml.codecs.errors import (
     BAD_LABEL,
+    CLOCK_SKEW,
     MISSING_FIELD,
     NOT_FINITE,
     REGISTRY_UNAVAILABLE,
     SCHEMA_MISMATCH,
+    TOO_LARGE,
+    TOO_LONG,
+    TOO_MANY_FEATURES,
     WRONG_FEATURE_COUNT,
     BadMessage,
     CodecError,
     internal_error,
 )
+from oml.codecs.limits import ColumnBudget, FeatureWidth, Limits, time_window
 from oml.config import FieldNames
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _INT64_MAX = 2**63 - 1
 
 
-KafkaTimestamps = Callable[[], np.ndarray]
-KafkaKeys = Callable[[], Sequence[bytes | str | None]]
+@dataclass(frozen=True)
+class Source:
+    """What Kafka says about each message of a batch: timestamps and keys, read only when some
+    body lacks them, and partitions and offsets (None: the caller gave none)."""
+
+    timestamps: Callable[[], np.ndarray] | None = None
+    keys: Callable[[], Sequence[bytes | str | None]] | None = None
+    partitions: np.ndarray | None = None
+    offsets: np.ndarray | None = None
+
+    def one(self, i: int) -> Source:
+        """The source of message ``i`` alone."""
+        ts, ks = self.timestamps, self.keys
+        return Source(
+            None if ts is None else (lambda: ts()[i : i + 1]),
+            None if ks is None else (lambda: [ks()[i]]),
+            None if self.partitions is None else self.partitions[i : i + 1],
+            None if self.offsets is None else self.offsets[i : i + 1],
+        )
+
+
+Bad = dict[int, tuple[str, str]]
+"""Rows found bad by a check: row -> (reason, message)."""
 
 
 class EventDecoder:
     """Decodes input messages a batch at a time; build one with :func:`event_decoder`.
 
-    ``n_features`` is the expected length of list-shaped features: ``len(feature_names)`` if
-    configured, else fixed by the first list the decoder sees (set it yourself to pin it, e.g.
-    from recovered model state).  A list of another length is ``wrong_feature_count``.
+    Bounds (:class:`~oml.codecs.limits.Limits`, by default the configuration's defaults) are
+    checked on every message: its size before it is parsed, then the lengths of its id, key
+    and string label, its number of features, its event time against ``clock`` (seconds, as
+    :func:`time.time`), and the names it would add to the decoder's column space.
 
-    A decoder keeps a little state (that length; for JSON, the feature names of the last
-    uniform batch, which lets it decode features straight into a struct), so use one per
-    consumer loop, not one across threads.
+    List-shaped features must have one length (:class:`~oml.codecs.limits.FeatureWidth`):
+    ``n_features`` or ``len(feature_names)`` if configured, else restored with
+    :meth:`restore_feature_count`, else the majority's.  A list of another length is
+    ``wrong_feature_count``.
+
+    A decoder keeps a little state (that width, the column space; for JSON, the feature names of
+    the last uniform batch, which lets it decode features straight into a struct), so use one
+    per consumer loop, not one across threads.
     """
 
     def __init__(
-        self, fields: FieldNames | None = None, feature_names: Sequence[str] | None = None
+        self,
+        fields: FieldNames | None = None,
+        feature_names: Sequence[str] | None = None,
+        *,
+        limits: Limits | None = None,
+        n_features: int | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.fields = fields or FieldNames()
         self.feature_names = tuple(feature_names) if feature_names else None
-        self.n_features: int | None = len(self.feature_names) if self.feature_names else None
+        if self.feature_names and n_features not in (None, len(self.feature_names)):
+            raise ValueError(f"{n_features} list features, but {len(self.feature_names)} names")
+        self.limits = Limits() if limits is None else limits
+        self.clock = clock
+        self.width = FeatureWidth(len(self.feature_names) if self.feature_names else n_features)
+        self.columns = ColumnBudget(self.limits.max_features)
         self._position_names: list[str] = []
 
     # ---- public
+    @property
+    def n_features(self) -> int | None:
+        """The length list-shaped features must have, once known."""
+        return self.width.known
+
+    def restore_feature_count(self, n: int) -> None:
+        """Pin the length of list-shaped features (e.g. from restored model state).
+
+        Raises ValueError if another length is configured."""
+        self.width.restore(n)
+
+    def restore_feature_names(self, names: Iterable[str]) -> None:
+        """Add the feature names restored models already have to the column space (so that the
+        ``max_features`` cap counts them), whatever the cap."""
+        self.columns.restore(str(n) for n in names)
+
     def decode_batch(
         self,
         values: Sequence[bytes | None],
@@ -72,33 +133,33 @@ class EventDecoder:
         timestamps: Sequence[int] | np.ndarray | None = None,
         keys: Sequence[bytes | str | None] | None = None,
         partitions: Sequence[int] | np.ndarray | None = None,
+        offsets: Sequence[int] | np.ndarray | None = None,
     ) -> DecodedBatch:
         """Decode message values; never raises for bad input (see ``DecodedBatch.errors``).
 
         ``timestamps``: the Kafka timestamps (ms, -1 for none), used for messages without one.
         ``keys``: the Kafka message keys, used for messages without a key field.
-        ``partitions``: copied to ``DecodedBatch.partitions``.
-        All three, if given, are parallel to ``values``.
+        ``partitions``, ``offsets``: copied to the batch, row by row.
+        All four, if given, are parallel to ``values``.
 
         Raises :class:`CodecError` (reason ``registry_unavailable``) only if the schema
         registry cannot be asked for a writer schema: retry the batch or stop.  The garbage
         collector is paused while it runs (see :func:`oml.codecs._util.gc_paused`).
         """
-        kafka_ts = None
-        if timestamps is not None:
-            ts = np.asarray(timestamps, dtype=np.int64)
-            kafka_ts = lambda: ts  # noqa: E731
-        kafka_keys = None if keys is None else (lambda: keys)
-        parts = None if partitions is None else np.asarray(partitions, dtype=np.int32)
-        return self._decode_guarded(values, kafka_ts, kafka_keys, parts)
+        ts = None if timestamps is None else np.asarray(timestamps, dtype=np.int64)
+        source = Source(
+            None if ts is None else (lambda: ts),
+            None if keys is None else (lambda: keys),
+            None if partitions is None else np.asarray(partitions, dtype=np.int32),
+            None if offsets is None else np.asarray(offsets, dtype=np.int64),
+        )
+        return self._decode_guarded(values, source)
 
     def decode_messages(self, messages: Sequence[Any]) -> DecodedBatch:
-        """Decode ``confluent_kafka.Message`` objects (their value, key, timestamp, partition).
+        """Decode ``confluent_kafka.Message`` objects (value, key, timestamp, partition, offset).
 
         Keys and timestamps are read from the messages only when some body lacks them.
         """
-        values = message_column(messages, "value")
-        partitions = message_ints(messages, "partition", np.int32)
 
         def kafka_ts() -> np.ndarray:
             return np.fromiter(
@@ -110,47 +171,34 @@ class EventDecoder:
         def kafka_keys() -> list[bytes | None]:
             return [m.key() for m in messages]
 
-        return self._decode_guarded(values, kafka_ts, kafka_keys, partitions)
+        source = Source(
+            kafka_ts,
+            kafka_keys,
+            message_ints(messages, "partition", np.int32),
+            message_ints(messages, "offset", np.int64),
+        )
+        return self._decode_guarded(message_column(messages, "value"), source)
 
     # ---- fault isolation
-    def _decode_guarded(
-        self,
-        values: Sequence[bytes | None],
-        kafka_ts: KafkaTimestamps | None,
-        kafka_keys: KafkaKeys | None,
-        partitions: np.ndarray | None,
-    ) -> DecodedBatch:
+    def _decode_guarded(self, values: Sequence[bytes | None], source: Source) -> DecodedBatch:
         """The batch at once; if that raises unexpectedly, message by message, so that only the
         message at fault becomes a dead letter (``internal_error``)."""
         with gc_paused():
             try:
-                return self._assemble(
-                    len(values), self._parse(values), kafka_ts, kafka_keys, partitions
-                )
+                return self._decode_values(values, source)
             except CodecError as exc:
                 if exc.reason == REGISTRY_UNAVAILABLE:
                     raise
             except Exception:  # noqa: S110  # pinned to its message below
                 pass
-            return self._decode_each(values, kafka_ts, kafka_keys, partitions)
+            return self._decode_each(values, source)
 
-    def _decode_each(
-        self,
-        values: Sequence[bytes | None],
-        kafka_ts: KafkaTimestamps | None,
-        kafka_keys: KafkaKeys | None,
-        partitions: np.ndarray | None,
-    ) -> DecodedBatch:
-        ts = None if kafka_ts is None else kafka_ts()
-        ks = None if kafka_keys is None else kafka_keys()
+    def _decode_each(self, values: Sequence[bytes | None], source: Source) -> DecodedBatch:
         parts: list[DecodedBatch] = []
         errors: list[BadMessage] = []
         for i, value in enumerate(values):
-            one_ts = None if ts is None else (lambda i=i: ts[i : i + 1])  # type: ignore[misc]
-            one_key = None if ks is None else (lambda i=i: [ks[i]])  # type: ignore[misc]
-            one_part = None if partitions is None else partitions[i : i + 1]
             try:
-                one = self._assemble(1, self._parse([value]), one_ts, one_key, one_part)
+                one = self._decode_values([value], source.one(i))
             except CodecError as exc:
                 if exc.reason == REGISTRY_UNAVAILABLE:
                     raise
@@ -163,21 +211,32 @@ class EventDecoder:
             if len(one):
                 one.index[:] = i
                 parts.append(one)
-        return concat(parts, errors)
+        return concat(parts, errors, source.partitions, source.offsets)
+
+    def _decode_values(self, values: Sequence[bytes | None], source: Source) -> DecodedBatch:
+        """Size check, the format's parse, the common assembly."""
+        limit = self.limits.max_message_bytes
+        big = [] if limit is None else _longer_than(values, limit)
+        if not big:
+            return self._assemble(len(values), self._parse(values), source)
+        values = list(values)
+        sizes = {i: len(values[i]) for i in big}  # type: ignore[arg-type]
+        for i in big:
+            values[i] = None  # never parsed
+        p = self._parse(values)
+        p.errors = [e for e in p.errors if e.index not in sizes]
+        p.errors.extend(
+            BadMessage(i, TOO_LARGE, f"{n} bytes, over messages.max_message_bytes = {limit}")
+            for i, n in sizes.items()
+        )
+        return self._assemble(len(values), p, source)
 
     # ---- the format's part
     def _parse(self, values: Sequence[bytes | None]) -> Parsed:
         raise NotImplementedError
 
     # ---- the common part
-    def _assemble(
-        self,
-        n_values: int,
-        p: Parsed,
-        kafka_ts: KafkaTimestamps | None,
-        kafka_keys: KafkaKeys | None,
-        partitions: np.ndarray | None,
-    ) -> DecodedBatch:
+    def _assemble(self, n_values: int, p: Parsed, source: Source) -> DecodedBatch:
         errors = p.errors
         if p.index is None:
             index = np.arange(n_values, dtype=np.intp)
@@ -185,17 +244,19 @@ class EventDecoder:
             index = np.array(p.index, dtype=np.intp)
         ids, keys, feats, labels, tss = p.ids, p.keys, p.features, p.labels, p.timestamps
         m = len(ids)
-        bad: dict[int, tuple[str, str]] = {}
+        bad: Bad = {}
 
         if not (p.typed or all_of(ids, str)):
             ids = [x if type(x) is str else str(x) for x in ids]
         if None in keys if p.typed else not all_of(keys, str):
-            keys = self._fix_keys(keys, index, kafka_keys, bad)
+            keys = self._fix_keys(keys, index, source, bad)
         n_unlabeled = labels.count(None)
         if p.check_floats and n_unlabeled < m:
             for i, y in enumerate(labels):
                 if type(y) is float and not math.isfinite(y):
                     bad[i] = (BAD_LABEL, f"label is {y}")
+        if not p.bounded:
+            self._check_lengths(ids, keys, labels, feats, n_unlabeled, bad)
         n_featureless = feats.count(None)
         has_label = not_none(labels, n_unlabeled)
         has_features = not_none(feats, n_featureless)
@@ -205,7 +266,8 @@ class EventDecoder:
         if n_featureless < m:
             present = list(compress(feats, has_features.tolist())) if n_featureless else feats
             self._check_feature_shapes(feats, present, bad, p.feature_struct)
-        stamps = self._timestamps(tss, index, kafka_ts, bad, p.typed)
+        stamps = self._timestamps(tss, index, source, bad, p.typed)
+        clamped = self._check_times(stamps, bad) if self.limits.checks_time and m else 0
 
         if bad:
             errors.extend(BadMessage(int(index[i]), r, text) for i, (r, text) in bad.items())
@@ -213,22 +275,23 @@ class EventDecoder:
                 bad, (index, stamps, has_label, has_features), (ids, keys, labels, feats)
             )
 
-        names, X, xs, not_finite = self._features(feats, has_features, p.feature_struct)
-        if not_finite:  # rare: drop those rows and lay the matrix out again without them
-            errors.extend(BadMessage(int(index[i]), NOT_FINITE, t) for i, t in not_finite.items())
+        names, X, xs, late = self._features(feats, has_features, p.feature_struct)
+        late.update(self._check_columns(names, xs, has_features, late))
+        if late:  # rare: drop those rows and lay the matrix out again without them
+            errors.extend(BadMessage(int(index[i]), r, t) for i, (r, t) in late.items())
             (index, stamps, has_label, has_features), (ids, keys, labels, feats) = without(
-                not_finite, (index, stamps, has_label, has_features), (ids, keys, labels, feats)
+                late, (index, stamps, has_label, has_features), (ids, keys, labels, feats)
             )
             names, X, xs, _ = self._features(feats, has_features, p.feature_struct)
 
         errors.sort(key=itemgetter(0))
+        parts, offs = source.partitions, source.offsets
         return DecodedBatch(
             index=index,
             event_ids=ids,
             keys=keys,
-            partitions=(
-                np.full(len(ids), -1, dtype=np.int32) if partitions is None else partitions[index]
-            ),
+            partitions=np.full(len(ids), -1, np.int32) if parts is None else parts[index],
+            offsets=np.full(len(ids), -1, np.int64) if offs is None else offs[index],
             has_label=has_label,
             labels=labels,
             has_features=has_features,
@@ -237,7 +300,80 @@ class EventDecoder:
             xs=xs,
             timestamps=stamps,
             errors=errors,
+            clamped=clamped,
+            source_partitions=parts,
+            source_offsets=offs,
         )
+
+    # ---- the checks
+    def _check_lengths(
+        self,
+        ids: list[str],
+        keys: list[str],
+        labels: list[Any],
+        feats: list[Any],
+        n_unlabeled: int,
+        bad: Bad,
+    ) -> None:
+        """Id, key and string-label lengths, features per event (for a format whose parser
+        does not bound them itself).  Whole-column checks first."""
+        lim, f = self.limits, self.fields
+        for column, name, bound in (
+            (ids, f.event_id, lim.max_id_length),
+            (keys, f.key, lim.max_key_length),
+        ):
+            if bound is not None and column and max(map(len, column)) > bound:
+                for i, v in enumerate(column):
+                    if len(v) > bound:
+                        bad.setdefault(
+                            i, (TOO_LONG, f"{name!r} has {len(v)} characters, over {bound}")
+                        )
+        bound = lim.max_label_length
+        if bound is not None and n_unlabeled < len(labels):
+            for i, y in enumerate(labels):
+                if type(y) is str and len(y) > bound:
+                    bad.setdefault(
+                        i, (TOO_LONG, f"{f.label!r} has {len(y)} characters, over {bound}")
+                    )
+        bound = lim.max_features
+        if bound is not None:
+            for i, x in enumerate(feats):
+                if x is not None and len(x) > bound:
+                    bad.setdefault(i, (TOO_MANY_FEATURES, f"{len(x)} features, over {bound}"))
+
+    def _check_times(self, stamps: np.ndarray, bad: Bad) -> int:
+        """Event times outside the window around the processing clock: dead letters, or clamped
+        in place (then counted: the return value)."""
+        lo, hi = time_window(self.limits, self.clock)
+        off = stamps > hi
+        if lo > 0:
+            off |= (stamps < lo) & (stamps != NO_TIMESTAMP)
+        if not off.any():
+            return 0
+        rows = np.flatnonzero(off)
+        if self.limits.timestamp_skew == "clamp":
+            stamps[rows] = np.clip(stamps[rows], lo, hi)
+            return len(rows)
+        now = int(self.clock() * 1000)
+        for i in rows.tolist():
+            t = int(stamps[i])
+            side = f"{t - now} ms ahead of" if t > now else f"{now - t} ms behind"
+            bad.setdefault(i, (CLOCK_SKEW, f"event time {t} is {side} the processing clock"))
+        return 0
+
+    def _check_columns(
+        self, names: list[str], xs: list[Any] | None, has: np.ndarray, skip: Bad
+    ) -> Bad:
+        """Rows whose features would take the column space past ``max_features``."""
+        budget = self.columns
+        if budget.admit(names):  # the usual case: every name known, or room for all
+            return {}
+        over: Bad = {}
+        text = f"new feature names would take the column space past {budget.cap}"
+        for r in np.flatnonzero(has).tolist():
+            if r not in skip and not budget.admit(names if xs is None else xs[r]):
+                over[r] = (TOO_MANY_FEATURES, text)
+        return over
 
     @property
     def _no_features_message(self) -> str:
@@ -248,10 +384,10 @@ class EventDecoder:
         self,
         keys: list[Any],
         index: np.ndarray,
-        kafka_keys: KafkaKeys | None,
-        bad: dict[int, tuple[str, str]],
+        source: Source,
+        bad: Bad,
     ) -> list[str]:
-        fallback = kafka_keys() if kafka_keys is not None and None in keys else None
+        fallback = source.keys() if source.keys is not None and None in keys else None
         out: list[str] = []
         for i, k in enumerate(keys):
             if type(k) is str:
@@ -265,7 +401,11 @@ class EventDecoder:
                         raw = raw.decode("utf-8")
                     except UnicodeDecodeError:
                         raw = None
-                if isinstance(raw, str):
+                bound = self.limits.max_key_length
+                if isinstance(raw, str) and bound is not None and len(raw) > bound:
+                    out.append("")
+                    bad[i] = (TOO_LONG, f"the Kafka key has {len(raw)} characters, over {bound}")
+                elif isinstance(raw, str):
                     out.append(raw)
                 else:
                     out.append("")
@@ -276,7 +416,7 @@ class EventDecoder:
         self,
         feats: list[Any],
         present: list[Any],
-        bad: dict[int, tuple[str, str]],
+        bad: Bad,
         struct: FeatureStruct | None,
     ) -> None:
         """Empty features, and list features of the wrong length (fixing the length if unset).
@@ -296,19 +436,17 @@ class EventDecoder:
                     bad[i] = (MISSING_FIELD, f"{self.fields.features!r} is empty")
         if list not in kinds:
             return
-        if self.n_features is None:
-            self.n_features = next(
-                (len(f) for i, f in enumerate(feats) if type(f) is list and f and i not in bad),
-                None,
-            )
-        n = self.n_features
-        if n is None or {len(f) for f in present if type(f) is list} <= {0, n}:
+        n = self.width.known
+        if n is not None and {len(f) for f in present if type(f) is list} <= {0, n}:
             return
-        for i, f in enumerate(feats):
-            if type(f) is list and f and len(f) != n:
-                bad.setdefault(
-                    i, (WRONG_FEATURE_COUNT, f"{len(f)} feature values where {n} are expected")
-                )
+        rows = [i for i, f in enumerate(feats) if type(f) is list and f and i not in bad]
+        lengths = [len(feats[i]) for i in rows]
+        for j in self.width.judge(lengths):
+            n = self.width.known or self.width.leader
+            bad[rows[j]] = (
+                WRONG_FEATURE_COUNT,
+                f"{lengths[j]} feature values where {n} are expected",
+            )
 
     def _list_names(self, n: int) -> list[str]:
         if self.feature_names is not None and len(self.feature_names) == n:
@@ -319,7 +457,7 @@ class EventDecoder:
 
     def _features(
         self, feats: list[Any], has: np.ndarray, struct: FeatureStruct | None = None
-    ) -> tuple[list[str], np.ndarray, list[Any] | None, dict[int, str]]:
+    ) -> tuple[list[str], np.ndarray, list[Any] | None, Bad]:
         """(names, X, xs or None, {row: not-finite message}); ``has``: which feats are not
         None."""
         m = len(feats)
@@ -360,14 +498,14 @@ class EventDecoder:
                 as_dicts, [None if f is None else next(full) for f in feats]
             )
 
-        not_finite: dict[int, str] = {}
+        not_finite: Bad = {}
         finite = np.isfinite(values)
         if not finite.all():
             rows_present = np.flatnonzero(has)
             for r, c in zip(*np.nonzero(~finite), strict=True):
                 row = int(rows_present[r])
                 if row not in not_finite:
-                    not_finite[row] = f"feature {names[c]!r} is {values[r, c]}"
+                    not_finite[row] = (NOT_FINITE, f"feature {names[c]!r} is {values[r, c]}")
         if n_none:
             X = np.zeros((m, len(names)))
             X[has] = values
@@ -398,8 +536,8 @@ class EventDecoder:
         self,
         tss: list[Any],
         index: np.ndarray,
-        kafka_ts: KafkaTimestamps | None,
-        bad: dict[int, tuple[str, str]],
+        source: Source,
+        bad: Bad,
         typed: bool = False,
     ) -> np.ndarray:
         m = len(tss)
@@ -414,7 +552,7 @@ class EventDecoder:
         n_none = tss.count(None)
         fallback: np.ndarray | None = None
         if n_none:
-            fallback = kafka_ts()[index] if kafka_ts is not None else None
+            fallback = source.timestamps()[index] if source.timestamps is not None else None
             if n_none == m:
                 return fallback if fallback is not None else np.full(m, NO_TIMESTAMP, np.int64)
         out = np.empty(m, dtype=np.int64)
@@ -437,3 +575,12 @@ class EventDecoder:
                 out[i] = t
         return out
 
+
+def _longer_than(values: Sequence[bytes | None], limit: int) -> list[int]:
+    """The positions of the values longer than ``limit`` bytes (one C-speed pass if none is)."""
+    try:
+        if not values or max(map(len, values)) <= limit:  # type: ignore[arg-type]
+            return []
+    except TypeError:  # a None among them
+        pass
+    return [i for i, v in enumerate(values) if v is not None and len(v) > limit]

@@ -32,7 +32,6 @@ labels, a dense float64 feature matrix, timestamps.  Each bad message becomes on
 [BadMessage(index=1, reason='not_finite', message="feature 'x' is nan")]
 """
 
-
 from __future__ import annotations
 
 import io
@@ -48,9 +47,10 @@ from oml.codecs.avro_events import AvroEventDecoder
 from oml.codecs.batch import NO_TIMESTAMP, DecodedBatch, Features, Label
 from oml.codecs.decoder import EventDecoder
 from oml.codecs.json_events import JsonEventDecoder
+from oml.codecs.limits import Limits
 from oml.codecs.outputs import MetricsCodec, PredictionCodec
 from oml.codecs.schema_registry import frame, make_registry_client, register
-from oml.config import Config, FieldNames, MessagesConfig
+from oml.config import Config, ConfigError, FieldNames, MessagesConfig
 
 if TYPE_CHECKING:
     from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -80,21 +80,35 @@ class Event(msgspec.Struct, omit_defaults=True, gc=False):
     timestamp: int | None = None
 
 
-
 def event_decoder(
     config: Config | MessagesConfig, registry: SchemaRegistryClient | None = None
 ) -> EventDecoder:
     """The decoder for the configured format, field names and feature names.
 
     ``registry``: a schema-registry client (Avro then expects the Confluent wire format); by
-    default one is made if ``schema_registry_url`` is set.
+    default one is made if ``schema_registry_url`` is set.  The limits are those of
+    ``[messages]`` and ``[model]`` (see :class:`~oml.codecs.limits.Limits`).
+
+    Raises :class:`~oml.config.ConfigError` if ``model.n_features`` and
+    ``messages.feature_names`` disagree.
     """
     messages = config.messages if isinstance(config, Config) else config
+    model = config.model if isinstance(config, Config) else None
+    n_features = None if model is None else model.n_features
+    names = messages.feature_names
+    if names and n_features is not None and n_features != len(names):
+        raise ConfigError(
+            f"model.n_features is {n_features}, but messages.feature_names has {len(names)} names"
+        )
+    options: dict[str, Any] = {
+        "limits": Limits.from_config(messages, model),
+        "n_features": n_features,
+    }
     if messages.format == "json":
-        return JsonEventDecoder(messages.fields, messages.feature_names)
+        return JsonEventDecoder(messages.fields, names, **options)
     if registry is None:
         registry = make_registry_client(messages)
-    return AvroEventDecoder(messages.fields, messages.feature_names, registry)
+    return AvroEventDecoder(messages.fields, names, registry, **options)
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,4 +262,3 @@ class EventCodec:
             PredictionCodec.from_config(config, registry),
             MetricsCodec.from_config(config, registry),
         )
-

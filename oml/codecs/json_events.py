@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Annotated, Any, get_origin
 
 import msgspec
 
@@ -19,6 +19,8 @@ from oml.codecs.errors import (
     NOT_FINITE,
     SCHEMA_MISMATCH,
     TOO_DEEP,
+    TOO_LONG,
+    TOO_MANY_FEATURES,
     BadMessage,
     internal_error,
 )
@@ -35,9 +37,13 @@ class JsonEventDecoder(EventDecoder):
     """
 
     def __init__(
-        self, fields: FieldNames | None = None, feature_names: Sequence[str] | None = None
+        self,
+        fields: FieldNames | None = None,
+        feature_names: Sequence[str] | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(fields, feature_names)
+        """``options``: ``limits``, ``n_features``, ``clock``, as :class:`EventDecoder` takes."""
+        super().__init__(fields, feature_names, **options)
         decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
             self._event_struct(dict[str, float])
         )
@@ -49,15 +55,24 @@ class JsonEventDecoder(EventDecoder):
 
     def _event_struct(self, features: Any, typed: bool = False) -> type:
         """The struct messages decode into; ``typed`` (the fast path) takes only string ids and
-        keys and integer timestamps, which spares the type checks of the columns."""
-        f = self.fields
+        keys and integer timestamps, which spares the type checks of the columns.
+
+        The length bounds of :class:`~oml.codecs.limits.Limits` are msgspec constraints, checked
+        while parsing at no measurable cost."""
+        f, lim = self.fields, self.limits
+        text_id = _bounded(str, lim.max_id_length)
+        text_key = _bounded(str, lim.max_key_length)
+        text_label = _bounded(str, lim.max_label_length)
+        many = lim.max_features
+        if features is not None and get_origin(features) is dict:
+            features = _bounded(features, many)
         return msgspec.defstruct(
             "JsonEvent",
             [
-                ("event_id", str if typed else str | int),
-                ("key", str | None if typed else str | int | None, None),
-                ("features", features | list[float] | None, None),
-                ("label", bool | int | float | str | None, None),
+                ("event_id", text_id if typed else text_id | int),
+                ("key", text_key | None if typed else text_key | int | None, None),
+                ("features", features | _bounded(list[float], many) | None, None),
+                ("label", bool | int | float | text_label | None, None),
                 ("timestamp", int | None if typed else int | float | dt.datetime | None, None),
             ],
             rename={
@@ -104,12 +119,13 @@ class JsonEventDecoder(EventDecoder):
                     self._fast_penalty = min(self._fast_penalty * 2, 64)
                 else:
                     self._fast_penalty = 1
-                    return Parsed(None, *struct_columns(events), [], False, struct, True)
+                    columns = struct_columns(events)
+                    return Parsed(None, *columns, [], False, struct, True, bounded=True)
         try:
             events = list(map(self._decode, values))  # type: ignore[arg-type]  # None: TypeError
         except Exception:  # found and explained message by message
             return self._parse_each(values)
-        return Parsed(None, *struct_columns(events), [], False)
+        return Parsed(None, *struct_columns(events), [], False, bounded=True)
 
     def _parse_each(self, values: Sequence[bytes | None]) -> Parsed:
         events: list[Any] = []
@@ -140,13 +156,19 @@ class JsonEventDecoder(EventDecoder):
             p = empty_parsed(False)
             p.errors = errors
             return p
-        return Parsed(index, *struct_columns(events), errors, False)
+        return Parsed(index, *struct_columns(events), errors, False, bounded=True)
 
     def _invalid_reason(self, text: str) -> str:
         if text.startswith("Object missing required field"):
             return MISSING_FIELD
         _, _, path = text.partition(" - at `")
         path = path.rstrip("`")
+        f = self.fields
+        if " of length <= " in text:
+            if _at(path, f.features):
+                return TOO_MANY_FEATURES
+            if path in (f"$.{f.event_id}", f"$.{f.key}", f"$.{f.label}"):
+                return TOO_LONG
         if _at(path, self.fields.label):
             return BAD_LABEL
         if _at(path, self.fields.features) and text.startswith("Number out of range"):
@@ -178,7 +200,11 @@ class JsonEventDecoder(EventDecoder):
         return MALFORMED, f"not JSON: {exc}"
 
 
+def _bounded(tp: Any, max_length: int | None) -> Any:
+    """``tp`` with a msgspec length constraint (None: none)."""
+    return tp if max_length is None else Annotated[tp, msgspec.Meta(max_length=max_length)]
+
+
 def _at(path: str, name: str) -> bool:
     head = f"$.{name}"
     return path == head or path.startswith((head + "[", head + "."))
-
