@@ -43,6 +43,7 @@ import msgspec
 import numpy as np
 
 from oml.codecs import avro
+from oml.codecs._util import plain
 from oml.codecs.avro_events import AvroEventDecoder
 from oml.codecs.batch import NO_TIMESTAMP, DecodedBatch, Features, Label
 from oml.codecs.decoder import EventDecoder
@@ -116,10 +117,8 @@ def event_decoder(
 
 
 def _enc_hook(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
+    if isinstance(obj, np.generic | np.ndarray):
+        return plain(obj)
     raise NotImplementedError(f"cannot encode {type(obj).__name__}")
 
 
@@ -202,10 +201,7 @@ class EventEncoder:
         write = fastavro.schemaless_writer
         result = []
         for e in events:
-            features = e.features
-            if isinstance(features, np.ndarray):
-                features = features.tolist()
-            label = e.label.item() if isinstance(e.label, np.generic) else e.label
+            features, label = plain(e.features), plain(e.label)
             stream = io.BytesIO()
             stream.write(self._header)
             write(
