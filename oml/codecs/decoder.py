@@ -263,9 +263,11 @@ class EventDecoder:
         if n_featureless and n_unlabeled:
             for i in np.flatnonzero(~(has_label | has_features)).tolist():
                 bad.setdefault(i, (MISSING_FIELD, self._no_features_message))
+        seen: tuple[list[Any], set[type]] | None = None  # features present, and their types
         if n_featureless < m:
             present = list(compress(feats, has_features.tolist())) if n_featureless else feats
-            self._check_feature_shapes(feats, present, bad, p.feature_struct)
+            seen = present, set(map(type, present))
+            self._check_feature_shapes(feats, *seen, bad, p.feature_struct)
         stamps = self._timestamps(tss, index, source, bad, p.typed)
         clamped = self._check_times(stamps, bad) if self.limits.checks_time and m else 0
 
@@ -275,7 +277,9 @@ class EventDecoder:
                 bad, (index, stamps, has_label, has_features), (ids, keys, labels, feats)
             )
 
-        names, X, xs, late = self._features(feats, has_features, p.feature_struct)
+        names, X, xs, late = self._features(
+            feats, has_features, p.feature_struct, None if bad else seen
+        )
         late.update(self._check_columns(names, xs, has_features, late))
         if late:  # rare: drop those rows and lay the matrix out again without them
             errors.extend(BadMessage(int(index[i]), r, t) for i, (r, t) in late.items())
@@ -416,17 +420,17 @@ class EventDecoder:
         self,
         feats: list[Any],
         present: list[Any],
+        kinds: set[type],
         bad: Bad,
         struct: FeatureStruct | None,
     ) -> None:
-        """Empty features, and list features of the wrong length (fixing the length if unset).
-        ``present`` is ``feats`` without its Nones.
+        """Empty features, and list features of the wrong length (see :class:`FeatureWidth`).
+        ``present`` is ``feats`` without its Nones, ``kinds`` their types.
 
         Whole-column checks first; the row-by-row loops run only when something is off.
         """
-        kinds = set(map(type, present))
         if struct is not None and struct.type in kinds:  # a struct is never empty
-            kinds.discard(struct.type)
+            kinds = kinds - {struct.type}
             if not kinds:
                 return
             present = [f for f in present if type(f) is not struct.type]
@@ -456,17 +460,24 @@ class EventDecoder:
         return self._position_names[:n]
 
     def _features(
-        self, feats: list[Any], has: np.ndarray, struct: FeatureStruct | None = None
+        self,
+        feats: list[Any],
+        has: np.ndarray,
+        struct: FeatureStruct | None = None,
+        seen: tuple[list[Any], set[type]] | None = None,
     ) -> tuple[list[str], np.ndarray, list[Any] | None, Bad]:
-        """(names, X, xs or None, {row: not-finite message}); ``has``: which feats are not
-        None."""
+        """(names, X, xs or None, {row: not-finite reason}); ``has``: which feats are not
+        None; ``seen``: the present ones and their types, if known already."""
         m = len(feats)
         n_none = m - int(np.count_nonzero(has))
         if n_none == m:
             return [], np.zeros((m, 0)), None, {}
-        present = list(compress(feats, has.tolist())) if n_none else feats
+        if seen is None:
+            present = list(compress(feats, has.tolist())) if n_none else feats
+            kinds = set(map(type, present))
+        else:
+            present, kinds = seen
         k = len(present)
-        kinds = set(map(type, present))
         xs: list[Any] | None = None
         if struct is not None and kinds == {struct.type}:
             names = list(struct.names)
