@@ -1,10 +1,15 @@
 """Codec throughput: events/s for batches of typical 4-feature events (not part of the tests).
 
     .venv/bin/python benchmarks/codecs.py [--batch 10000] [--repeat 30] [--out FILE]
+        [--only SUBSTRING] [--label TEXT]
 
 Prints one row per case (best and median of ``--repeat`` runs) and, with ``--out``, writes the
-rows as JSON.  The two baseline rows are what the decoders are up against: parsing the same
-bytes into plain dicts with the standard library and with msgspec, doing nothing else.
+rows as JSON (with ``--label``, e.g. the commit measured).  ``--only decode`` runs the cases
+whose name contains "decode".  To compare two versions of oml, run this same script with
+``PYTHONPATH`` pointing at each checkout in turn.
+
+The two baseline rows are what the decoders are up against: parsing the same bytes into plain
+dicts with the standard library and with msgspec, doing nothing else.
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--out", default=None, help="write the rows to this JSON file")
+    parser.add_argument("--only", default="", help="run only the cases whose name has this")
+    parser.add_argument("--label", default="", help="stored with the rows (e.g. a commit)")
     args = parser.parse_args()
     n = args.batch
 
@@ -67,6 +74,11 @@ def main() -> None:
     mixed = typical_events(n, labelled_every=2)
     json_values = EventEncoder().encode_batch(events)
     mixed_values = EventEncoder().encode_batch(mixed)
+    as_lists = [
+        Event(e.event_id, e.key, list(e.features.values()), None, e.timestamp)  # type: ignore[union-attr]
+        for e in events
+    ]
+    list_values = EventEncoder().encode_batch(as_lists)
     avro_values = EventEncoder(format="avro").encode_batch(events)
     one_pct_bad = list(json_values)
     for i in range(0, n, 100):
@@ -96,6 +108,7 @@ def main() -> None:
         ("baseline: msgspec to dicts", lambda: list(map(plain.decode, json_values)), 0),
         ("json decode_batch, events to score", lambda: json_dec.decode_batch(json_values), 0),
         ("json decode_batch, half feedback", lambda: json_dec.decode_batch(mixed_values), 0),
+        ("json decode_batch, list features", lambda: json_dec.decode_batch(list_values), 0),
         ("json decode_batch, 1% bad", lambda: json_dec.decode_batch(one_pct_bad), 0),
         ("avro decode_batch, events to score", lambda: avro_dec.decode_batch(avro_values), 5),
         ("json encode events", lambda: EventEncoder().encode_batch(events), 0),
@@ -121,6 +134,8 @@ def main() -> None:
     print(f"batch of {n} events, {platform.python_implementation()} {platform.python_version()}")
     print(f"{'case':42s} {'best ms':>9s} {'events/s (best)':>16s} {'events/s (median)':>18s}")
     for name, fn, repeat in cases:
+        if args.only not in name:
+            continue
         row = {"case": name, "batch": n, **measure(fn, n, repeat or args.repeat)}
         rows.append(row)
         print(
@@ -129,7 +144,8 @@ def main() -> None:
         )
     if args.out:
         with open(args.out, "w") as fh:
-            json.dump({"python": platform.python_version(), "rows": rows}, fh, indent=2)
+            meta = {"python": platform.python_version(), "label": args.label}
+            json.dump({**meta, "rows": rows}, fh, indent=2)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ Format = Literal["json", "avro"]
 Guarantee = Literal["exactly-once", "at-least-once"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["auto", "json", "console"]
+TimestampSkew = Literal["dead_letter", "clamp"]
 
 ENV_PREFIX = "OML_"
 ENV_ALIASES: dict[str, tuple[str, ...]] = {
@@ -133,10 +134,19 @@ class ModelConfig:
     Attributes:
         algorithm: an ``oml.algorithms`` entry-point name (``scw``, ``pa``, ``pa-regressor``...).
         params: constructor arguments, TOML table ``[model.params]``; checked by the registry.
+        max_features: the most features one event may have, and the most feature names the
+            service admits in all (every model row carries one number per name); an event beyond
+            either goes to the dead-letter topic as ``too_many_features``.  None: no cap.
+        n_features: the length list-shaped features must have.  Unset, it is
+            ``len(messages.feature_names)`` if those are set, else restored from model state,
+            else the length of the majority of the first lists (see
+            :class:`oml.codecs.limits.FeatureWidth`).
     """
 
     algorithm: str = field(default="scw", metadata={"min_len": 1})
     params: dict[str, Any] = field(default_factory=dict, metadata={"table": _PARAMS})
+    max_features: int | None = field(default=1_000, metadata={"min": 1})
+    n_features: int | None = field(default=None, metadata={"min": 1})
 
 
 @dataclass(frozen=True)
@@ -172,7 +182,20 @@ class MessagesConfig:
         fields: the input message's field names.
         feature_names: names for list-shaped features, in order; their count is then the
             expected list length.  Without it list features are named ``"0"``, ``"1"``, ... and
-            the first list seen fixes the length.
+            the length is ``model.n_features``, or agreed by the majority of the first lists.
+        max_message_bytes: a message value longer than this is dead-lettered as ``too_large``
+            without being parsed.  The default is librdkafka's ``message.max.bytes``, a little
+            under Kafka's broker default (1,048,588 bytes).  None: no bound.
+        max_id_length, max_key_length, max_label_length: the most characters of an event id, a
+            key and a string label; longer is ``too_long``.  None: no bound.
+        max_timestamp_skew_ms: how far an event time may be ahead of the processing clock
+            (default one day); further is ``clock_skew``, or clamped (see ``timestamp_skew``).
+            Without this bound one far-future time would move the feature cache's clock and
+            expire every entry.  None: no bound.
+        max_timestamp_age_ms: how far an event time may be behind the processing clock; None
+            (the default): any age, so a topic can be replayed.
+        timestamp_skew: ``dead_letter`` (the default) or ``clamp``: an event time outside the
+            window is moved to its nearest edge, and counted.
     """
 
     format: Format = "json"
@@ -180,6 +203,13 @@ class MessagesConfig:
     schema_registry: dict[str, Scalar] = field(default_factory=dict, metadata={"table": _SETTINGS})
     fields: FieldNames = field(default_factory=FieldNames)
     feature_names: tuple[str, ...] | None = None
+    max_message_bytes: int | None = field(default=1_000_000, metadata={"min": 1})
+    max_id_length: int | None = field(default=256, metadata={"min": 1})
+    max_key_length: int | None = field(default=256, metadata={"min": 1})
+    max_label_length: int | None = field(default=256, metadata={"min": 1})
+    max_timestamp_skew_ms: int | None = field(default=86_400_000, metadata={"min": 0})
+    max_timestamp_age_ms: int | None = field(default=None, metadata={"min": 0})
+    timestamp_skew: TimestampSkew = "dead_letter"
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ def test_round_trip_of_every_message_kind(fmt: str) -> None:
     assert batch.has_label.tolist() == [e.label is not None for e in events]
     assert batch.has_features.tolist() == [e.features is not None for e in events]
     assert batch.feature_names == ["x", "y"]
-    assert batch.uniform
+    assert batch.xs is None
     assert batch.X.dtype == np.float64 and batch.X.shape == (6, 2)
     for i, e in enumerate(events):
         assert batch.features(i) == e.features
@@ -107,7 +107,7 @@ def test_differing_feature_names_give_a_union_matrix_and_dicts(fmt: str) -> None
     ]
     batch = decoder_for(fmt).decode_batch(EventEncoder(format=fmt).encode_batch(events))
     assert batch.errors == []
-    assert not batch.uniform
+    assert batch.xs is not None
     assert batch.feature_names == ["x", "y", "z", "0", "1"]
     assert batch.X.tolist() == [
         [1.0, 2.0, 0.0, 0.0, 0.0],
@@ -205,7 +205,7 @@ def test_each_bad_json_message_is_reported_and_the_rest_decode(
     reason: str, bad: bytes | None
 ) -> None:
     decoder = JsonEventDecoder()
-    decoder.n_features = 2  # a list of 3 is then the wrong count
+    decoder.restore_feature_count(2)  # a list of 3 is then the wrong count
     values: list[bytes | None] = [GOOD % i for i in range(5)]
     values.insert(2, bad)
     batch = decoder.decode_batch(values)
@@ -214,12 +214,12 @@ def test_each_bad_json_message_is_reported_and_the_rest_decode(
     assert batch.event_ids == ["g0", "g1", "g2", "g3", "g4"]
     assert batch.index.tolist() == [0, 1, 3, 4, 5]
     assert batch.X.tolist() == [[1.0, 2.0]] * 5
-    assert batch.uniform
+    assert batch.xs is None
 
 
 def test_all_bad_reasons_in_one_batch() -> None:
     decoder = JsonEventDecoder()
-    decoder.n_features = 2
+    decoder.restore_feature_count(2)
     values: list[bytes | None] = []
     expected = []
     for i, (reason, bad) in enumerate(JSON_BAD):
@@ -238,16 +238,17 @@ def test_all_bad_reasons_in_one_batch() -> None:
     assert (index, reason) == (1, MALFORMED) and isinstance(message, str)
 
 
-def test_first_list_fixes_the_feature_count() -> None:
+def test_the_majority_of_lists_sets_the_feature_count() -> None:
     decoder = JsonEventDecoder()
     batch = decoder.decode_batch(
         [
-            b'{"event_id": "a", "key": "k", "features": [1, 2]}',
-            b'{"event_id": "b", "key": "k", "features": [1, 2, 3]}',
+            b'{"event_id": "a", "key": "k", "features": [1, 2, 3]}',
+            b'{"event_id": "b", "key": "k", "features": [1, 2]}',
+            b'{"event_id": "c", "key": "k", "features": [3, 4]}',
         ]
     )
-    assert decoder.n_features == 2
-    assert [(e.index, e.reason) for e in batch.errors] == [(1, WRONG_FEATURE_COUNT)]
+    assert [(e.index, e.reason) for e in batch.errors] == [(0, WRONG_FEATURE_COUNT)]
+    assert decoder.n_features is None  # not yet agreed by enough lists
     later = decoder.decode_batch([b'{"event_id": "c", "key": "k", "features": [1, 2, 3]}'])
     assert [e.reason for e in later.errors] == [WRONG_FEATURE_COUNT]
     configured = JsonEventDecoder(feature_names=["a", "b", "c"])
@@ -308,7 +309,7 @@ def test_each_bad_avro_message_is_reported_and_the_rest_decode(
     reason: str, bad: bytes | None
 ) -> None:
     decoder = AvroEventDecoder()
-    decoder.n_features = 2
+    decoder.restore_feature_count(2)
     values: list[bytes | None] = [avro_body(avro_event(event_id=f"g{i}")) for i in range(5)]
     values.insert(2, bad)
     batch = decoder.decode_batch(values)
@@ -393,6 +394,9 @@ class FakeMessage:
     def partition(self) -> int:
         return self._partition
 
+    def offset(self) -> int:
+        return 100 + self._partition
+
     def timestamp(self) -> tuple[int, int]:
         return (0, -1) if self._ts is None else (1, self._ts)
 
@@ -409,6 +413,8 @@ def test_decode_messages_reads_kafka_metadata() -> None:
     assert batch.index.tolist() == [0, 2, 3]
     assert batch.keys == ["k1", "k3", "k4"]
     assert batch.partitions.tolist() == [3, 0, 2]
+    assert batch.offsets.tolist() == [103, 100, 102]
+    assert batch.last_offsets() == {0: 100, 1: 101, 2: 102, 3: 103}  # the bad one's too
     assert batch.timestamps.tolist() == [111, -1, 9]
 
 
@@ -426,15 +432,6 @@ def test_matrix_lays_columns_out_as_the_bank_has_them() -> None:
     assert X.tolist() == [[2.0, 0.0, 1.0], [0.0, 0.0, 0.0]]
     same = Bank(template=None)  # type: ignore[arg-type]
     assert batch.matrix(same) is batch.X  # columns already line up: no copy
-
-
-def test_take_selects_rows() -> None:
-    values = EventEncoder().encode_batch(good_events())
-    batch = JsonEventDecoder().decode_batch(values)
-    part = batch.take(np.flatnonzero(batch.has_label))
-    assert part.event_ids == ["e0", "e3", "e4", "e5"]
-    assert part.labels == [True, "spam", 2.5, -7]
-    assert part.X.shape == (4, 2) and part.index.tolist() == [2, 3, 4, 5]
 
 
 def test_confluent_framed_json_is_read() -> None:
@@ -493,7 +490,7 @@ def test_the_learned_fast_path_gives_the_same_answers() -> None:
     assert decoder._fast is not None and general._fast is None
     decoder._fast_skip = 0  # (the NaN batch made it back off)
     fast = decoder.decode_batch(batches[1])
-    assert fast.feature_names == ["x", "y"] and fast.X.tolist() == [[4.0, 3.0]] and fast.uniform
+    assert fast.feature_names == ["x", "y"] and fast.X.tolist() == [[4.0, 3.0]] and fast.xs is None
 
 
 def test_feature_names_msgspec_cannot_rename_stay_on_the_general_path() -> None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from oml.codecs import avro
 from oml.codecs.events import AvroEventDecoder, Event, EventEncoder, JsonEventDecoder
+from oml.codecs.limits import NO_LIMITS
 from oml.codecs.outputs import PredictionCodec
 from oml.config import FieldNames
 
@@ -55,7 +56,10 @@ def check_row(batch: Any, row: int, event: Event) -> None:
 
 
 def decoder(fmt: str, fields: FieldNames) -> JsonEventDecoder | AvroEventDecoder:
-    return JsonEventDecoder(fields) if fmt == "json" else AvroEventDecoder(fields)
+    """A decoder of the format alone (any timestamp, any length: the limits are tested in
+    test_codec_limits.py)."""
+    kind = JsonEventDecoder if fmt == "json" else AvroEventDecoder
+    return kind(fields, limits=NO_LIMITS)
 
 
 field_names = st.sampled_from(
