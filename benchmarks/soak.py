@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from oml.kafka.broker import EmbeddedBroker
@@ -114,7 +114,9 @@ def _watch(bootstrap: str, topic: str, latencies: list[float], stop: threading.E
                          "isolation.level": "read_committed", "auto.offset.reset": "earliest",
                          "enable.auto.commit": False, "fetch.wait.max.ms": 10,
                          "fetch.queue.backoff.ms": 10})
-    consumer.subscribe([topic])
+    # assigned, not subscribed: a group join would add its own wait to the first latencies
+    partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     while not stop.is_set():
         for m in consumer.consume(1000, 0.2):
             if m.error() is None:
