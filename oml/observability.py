@@ -61,7 +61,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from oml.codecs import errors as codec_errors
+from oml.codecs.errors import Reason
 
 __all__ = [
     "EVENT_KINDS",
@@ -84,9 +84,7 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 
 #: Event kinds exported at 0 from the start (any other kind string also works).
 EVENT_KINDS: tuple[str, ...] = ("unlabeled", "feedback", "dead_letter")
-DEAD_LETTER_REASONS: tuple[str, ...] = (
-    *codec_errors.REASONS, "key_mismatch", "unknown_event", "internal_error"
-)
+DEAD_LETTER_REASONS: tuple[str, ...] = tuple(Reason)
 """Reasons whose ``oml_dead_letters_total`` series exist from the start (at 0)."""
 REBALANCE_KINDS: tuple[str, ...] = ("assigned", "revoked", "lost")
 

@@ -15,6 +15,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import eq, itemgetter, not_
@@ -27,6 +28,7 @@ from confluent_kafka.admin import AdminClient
 
 from oml.bank import BankPrediction, LoopBank, all_distinct
 from oml.codecs._util import message_column, message_ints
+from oml.codecs.errors import Reason
 from oml.codecs.events import DecodedBatch, EventCodec
 from oml.config import Config
 from oml.kafka import clients, deadletter, topics
@@ -323,7 +325,7 @@ class Service:
                 continue
             self._suspects.discard((p, o))
             self._begin()
-            self.dead_letter(m, "internal_error", error)
+            self.dead_letter(m, Reason.INTERNAL_ERROR, error)
             self._positions[p] = o + 1
             self._last_offset[p] = o
         return keep
@@ -674,7 +676,7 @@ class Service:
         event_id, message = batch.event_ids[i], messages[batch.index[i]]
         if entry is not None and entry[KEY] != batch.keys[i]:
             self.dead_letter(
-                message, "key_mismatch",
+                message, Reason.KEY_MISMATCH,
                 f"event {event_id!r} was scored for key {entry[KEY]!r}, "
                 f"its feedback names key {batch.keys[i]!r}",
             )
@@ -689,7 +691,7 @@ class Service:
             self.metrics.cache_misses.inc()
             if not batch.has_features[i]:
                 self.dead_letter(
-                    message, "unknown_event",
+                    message, Reason.UNKNOWN_EVENT,
                     f"no cached features for event {event_id!r} (never seen here, expired or "
                     "already labeled) and the feedback carries none",
                 )
@@ -917,7 +919,18 @@ class Service:
             log.info("partition_restored", partition=p, models=len(models), cached=len(restored),
                      committed_offset=limit)
         self.metrics.models.set(len(self.models))
+        self._restore_feature_space()
         return {p: committed.get(p, 0) for p in partitions}
+
+    def _restore_feature_space(self) -> None:
+        """Tell the decoder what the restored models already know: their feature names (which
+        count against ``model.max_features``) and, for list-shaped features (named by position
+        ``"0"``..``"n-1"``), their length, so that no first list after a restart can set it."""
+        decoder, names = self.codec.decoder, [str(f) for f in self.models.bank.features]
+        decoder.restore_feature_names(names)
+        if names and decoder.n_features is None and set(names) == set(map(str, range(len(names)))):
+            with suppress(ValueError):  # a configured model.n_features wins
+                decoder.restore_feature_count(len(names))
 
     def _latest(self, topic: str, partition: int, limit: int) -> dict[bytes, tuple[bytes, int]]:
         """Last value per key of a changelog partition (nulls delete), among records that

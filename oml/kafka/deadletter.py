@@ -31,7 +31,6 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Protocol
 
 import structlog
@@ -48,7 +47,6 @@ __all__ = [
     "HEADER_TRUNCATED",
     "DeadLetter",
     "DeadLetterFormatError",
-    "Reason",
     "dead_letter_for",
     "dead_letter_record",
     "parse_dead_letter",
@@ -83,18 +81,6 @@ _SNAKE = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
 
 Header = tuple[str, bytes | None]
 Record = tuple[bytes | None, bytes | None, list[Header]]
-
-
-class Reason(StrEnum):
-    """The reasons oml itself gives.  Any other snake_case word is accepted too."""
-
-    MALFORMED_JSON = "malformed_json"
-    SCHEMA_MISMATCH = "schema_mismatch"
-    MISSING_FIELD = "missing_field"
-    NOT_FINITE = "not_finite"
-    WRONG_FEATURE_COUNT = "wrong_feature_count"
-    BAD_LABEL = "bad_label"
-    UNKNOWN_EVENT = "unknown_event"
 
 
 class DeadLetterFormatError(ValueError):

@@ -85,3 +85,40 @@ def test_input_headers_are_carried_to_the_predictions(setup, kafka_config, read_
     records = read_all(config.topics.predictions)
     by_id = {json.loads(r.value)["event_id"]: r.headers for r in records}
     assert by_id["e1"] == trace and by_id["e2"] == []
+
+
+def test_a_wide_first_list_after_a_restart_cannot_pin_the_feature_count(setup, kafka_config,
+                                                                        read_all):
+    config = setup(**{"model.algorithm": "pa"})
+    Service(config).run()
+    send(kafka_config, config.topics.input, [event(1), feedback(1)])  # 2 list features
+    Service(config).run()
+    wide = [json.dumps({"event_id": f"w{i}", "key": "k", "features": [1.0, 2.0, 3.0]}).encode()
+            for i in range(5)]
+    send(kafka_config, config.topics.input, wide)  # alone in the first batch after the restart
+    Service(config).run()
+    send(kafka_config, config.topics.input, [event(2), feedback(2)])
+
+    summary = Service(config).run()
+
+    reasons = [parse_dead_letter(r.headers).reason for r in read_all(config.topics.dead_letter)]
+    assert reasons == ["wrong_feature_count"] * 5  # the width came back with the models
+    assert summary.learned == 1 and not summary.dead_letters
+
+
+def test_poison_pills_and_feature_explosions_are_set_aside(setup, kafka_config, read_all):
+    config = setup(**{"model.algorithm": "pa"})
+    Service(config).run()
+    nested = (b'{"event_id":"x","key":"k","features":[1,2],"extra":' + b"[" * 1000
+              + b"]" * 1000 + b"}")
+    explosion = json.dumps({"event_id": "boom", "key": "k",
+                            "features": {f"f{i}": 1.0 for i in range(5000)}}).encode()
+    send(kafka_config, config.topics.input,
+         [nested, explosion, event(1), feedback(1), nested])
+
+    summary = Service(config).run()
+
+    letters = [parse_dead_letter(r.headers) for r in read_all(config.topics.dead_letter)]
+    assert [(d.source_offset, d.reason) for d in letters] == [
+        (0, "too_deep"), (1, "too_many_features"), (4, "too_deep")]
+    assert summary.learned == 1 and summary.predictions == 1
