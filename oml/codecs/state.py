@@ -203,15 +203,10 @@ def _ndarray(name: str, a: np.ndarray) -> bytes:
     if kind not in _DTYPE_INDEX or type(name) is not str:
         raise _Unknown
     data = np.ascontiguousarray(a, dtype=_DTYPES[_KINDS[kind]]).tobytes()
-    return b"".join(
-        (
-            _name(name),
-            _DTYPE_INDEX[kind],
-            _blocks([zigzag(n) for n in a.shape]),
-            zigzag(len(data)),
-            data,
-        )
-    )
+    return b"".join((
+        _name(name), _DTYPE_INDEX[kind], _blocks([zigzag(n) for n in a.shape]),
+        zigzag(len(data)), data,
+    ))
 
 
 _HEADS: dict[Any, bytes] = {}
@@ -222,8 +217,7 @@ def _head(state: ModelState, params: dict[str, Any]) -> bytes:
     (keyed by value and type: 1 and 1.0 are written differently)."""
     try:
         key: Any = (
-            state.algorithm,
-            state.version,
+            state.algorithm, state.version,
             tuple((k, type(v), v) for k, v in params.items()),
             tuple((type(f), f) for f in state.features),
         )
@@ -231,14 +225,10 @@ def _head(state: ModelState, params: dict[str, Any]) -> bytes:
     except TypeError:  # a list among the params
         key = head = None
     if head is None:
-        head = b"".join(
-            (
-                _name(state.algorithm),
-                zigzag(state.version),
-                _map(params, _param),
-                _blocks([_feature(f) for f in state.features]),
-            )
-        )
+        head = b"".join((
+            _name(state.algorithm), zigzag(state.version), _map(params, _param),
+            _blocks([_feature(f) for f in state.features]),
+        ))
         if key is not None:
             if len(_HEADS) >= 64:
                 _HEADS.clear()
@@ -255,15 +245,13 @@ def _fast_body(state: ModelState, params: dict[str, Any], extra: dict[str, Any])
         n_updates = int(state.n_updates)
         if not _LONG_MIN <= n_updates <= _LONG_MAX:
             raise _Unknown
-        return b"".join(
-            (
-                _head(state, params),
-                _blocks([_label(y) for y in state.labels]),
-                _blocks([_ndarray(name, a) for name, a in state.arrays.items()]),
-                zigzag(n_updates),
-                _map(extra, _scalar),
-            )
-        )
+        return b"".join((
+            _head(state, params),
+            _blocks([_label(y) for y in state.labels]),
+            _blocks([_ndarray(name, a) for name, a in state.arrays.items()]),
+            zigzag(n_updates),
+            _map(extra, _scalar),
+        ))
     except (_Unknown, AttributeError, TypeError):
         return None
 
