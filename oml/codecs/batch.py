@@ -3,7 +3,7 @@ columns, and the column helpers the formats share (their internal :class:`Parsed
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import is_not, itemgetter
@@ -18,6 +18,9 @@ from oml.config import FieldNames
 Label = bool | int | float | str
 Features = dict[str, float] | list[float]
 
+Bad = dict[int, tuple[str, str]]
+"""Rows found bad by a check: row -> (reason, message)."""
+
 NO_TIMESTAMP = -1
 """The timestamp of an event with none in its body and no Kafka timestamp given."""
 
@@ -28,6 +31,27 @@ class ColumnSpace(Protocol):
     features: list[Hashable]
 
     def columns(self, names: Sequence[Hashable]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Source:
+    """What Kafka says about each message of a batch: timestamps and keys, read only when some
+    body lacks them, and partitions and offsets (None: the caller gave none)."""
+
+    timestamps: Callable[[], np.ndarray] | None = None
+    keys: Callable[[], Sequence[bytes | str | None]] | None = None
+    partitions: np.ndarray | None = None
+    offsets: np.ndarray | None = None
+
+    def one(self, i: int) -> Source:
+        """The source of message ``i`` alone."""
+        ts, ks = self.timestamps, self.keys
+        return Source(
+            None if ts is None else (lambda: ts()[i : i + 1]),
+            None if ks is None else (lambda: [ks()[i]]),
+            None if self.partitions is None else self.partitions[i : i + 1],
+            None if self.offsets is None else self.offsets[i : i + 1],
+        )
 
 
 @dataclass(eq=False)

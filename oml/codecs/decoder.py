@@ -6,7 +6,6 @@ import datetime as dt
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from itertools import chain, compress
 from operator import itemgetter
 from typing import Any
@@ -17,9 +16,11 @@ import numpy as np
 from oml.codecs._util import gc_paused, message_column, message_ints
 from oml.codecs.batch import (
     NO_TIMESTAMP,
+    Bad,
     DecodedBatch,
     FeatureStruct,
     Parsed,
+    Source,
     all_of,
     concat,
     not_none,
@@ -27,49 +28,29 @@ from oml.codecs.batch import (
 )
 from oml.codecs.errors import (
     BAD_LABEL,
-    CLOCK_SKEW,
     MISSING_FIELD,
     NOT_FINITE,
     REGISTRY_UNAVAILABLE,
     SCHEMA_MISMATCH,
     TOO_LARGE,
     TOO_LONG,
-    TOO_MANY_FEATURES,
     WRONG_FEATURE_COUNT,
     BadMessage,
     CodecError,
     internal_error,
 )
-from oml.codecs.limits import ColumnBudget, FeatureWidth, Limits, time_window
+from oml.codecs.limits import (
+    ColumnBudget,
+    FeatureWidth,
+    Limits,
+    check_lengths,
+    check_times,
+    longer_than,
+)
 from oml.config import FieldNames
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _INT64_MAX = 2**63 - 1
-
-
-@dataclass(frozen=True)
-class Source:
-    """What Kafka says about each message of a batch: timestamps and keys, read only when some
-    body lacks them, and partitions and offsets (None: the caller gave none)."""
-
-    timestamps: Callable[[], np.ndarray] | None = None
-    keys: Callable[[], Sequence[bytes | str | None]] | None = None
-    partitions: np.ndarray | None = None
-    offsets: np.ndarray | None = None
-
-    def one(self, i: int) -> Source:
-        """The source of message ``i`` alone."""
-        ts, ks = self.timestamps, self.keys
-        return Source(
-            None if ts is None else (lambda: ts()[i : i + 1]),
-            None if ks is None else (lambda: [ks()[i]]),
-            None if self.partitions is None else self.partitions[i : i + 1],
-            None if self.offsets is None else self.offsets[i : i + 1],
-        )
-
-
-Bad = dict[int, tuple[str, str]]
-"""Rows found bad by a check: row -> (reason, message)."""
 
 
 class EventDecoder:
@@ -216,7 +197,7 @@ class EventDecoder:
     def _decode_values(self, values: Sequence[bytes | None], source: Source) -> DecodedBatch:
         """Size check, the format's parse, the common assembly."""
         limit = self.limits.max_message_bytes
-        big = [] if limit is None else _longer_than(values, limit)
+        big = [] if limit is None else longer_than(values, limit)
         if not big:
             return self._assemble(len(values), self._parse(values), source)
         values = list(values)
@@ -256,7 +237,7 @@ class EventDecoder:
                 if type(y) is float and not math.isfinite(y):
                     bad[i] = (BAD_LABEL, f"label is {y}")
         if not p.bounded:
-            self._check_lengths(ids, keys, labels, feats, n_unlabeled, bad)
+            check_lengths(self.limits, self.fields, (ids, keys, labels, feats), n_unlabeled, bad)
         n_featureless = feats.count(None)
         has_label = not_none(labels, n_unlabeled)
         has_features = not_none(feats, n_featureless)
@@ -269,7 +250,7 @@ class EventDecoder:
             seen = present, set(map(type, present))
             self._check_feature_shapes(feats, *seen, bad, p.feature_struct)
         stamps = self._timestamps(tss, index, source, bad, p.typed)
-        clamped = self._check_times(stamps, bad) if self.limits.checks_time and m else 0
+        clamped = check_times(self.limits, self.clock, stamps, bad) if m else 0
 
         if bad:
             errors.extend(BadMessage(int(index[i]), r, text) for i, (r, text) in bad.items())
@@ -280,7 +261,7 @@ class EventDecoder:
         names, X, xs, late = self._features(
             feats, has_features, p.feature_struct, None if bad else seen
         )
-        late.update(self._check_columns(names, xs, has_features, late))
+        late.update(self.columns.refuse(names, xs, has_features, late))
         if late:  # rare: drop those rows and lay the matrix out again without them
             errors.extend(BadMessage(int(index[i]), r, t) for i, (r, t) in late.items())
             (index, stamps, has_label, has_features), (ids, keys, labels, feats) = without(
@@ -308,76 +289,6 @@ class EventDecoder:
             source_partitions=parts,
             source_offsets=offs,
         )
-
-    # ---- the checks
-    def _check_lengths(
-        self,
-        ids: list[str],
-        keys: list[str],
-        labels: list[Any],
-        feats: list[Any],
-        n_unlabeled: int,
-        bad: Bad,
-    ) -> None:
-        """Id, key and string-label lengths, features per event (for a format whose parser
-        does not bound them itself).  Whole-column checks first."""
-        lim, f = self.limits, self.fields
-        for column, name, bound in (
-            (ids, f.event_id, lim.max_id_length),
-            (keys, f.key, lim.max_key_length),
-        ):
-            if bound is not None and column and max(map(len, column)) > bound:
-                for i, v in enumerate(column):
-                    if len(v) > bound:
-                        bad.setdefault(
-                            i, (TOO_LONG, f"{name!r} has {len(v)} characters, over {bound}")
-                        )
-        bound = lim.max_label_length
-        if bound is not None and n_unlabeled < len(labels):
-            for i, y in enumerate(labels):
-                if type(y) is str and len(y) > bound:
-                    bad.setdefault(
-                        i, (TOO_LONG, f"{f.label!r} has {len(y)} characters, over {bound}")
-                    )
-        bound = lim.max_features
-        if bound is not None:
-            for i, x in enumerate(feats):
-                if x is not None and len(x) > bound:
-                    bad.setdefault(i, (TOO_MANY_FEATURES, f"{len(x)} features, over {bound}"))
-
-    def _check_times(self, stamps: np.ndarray, bad: Bad) -> int:
-        """Event times outside the window around the processing clock: dead letters, or clamped
-        in place (then counted: the return value)."""
-        lo, hi = time_window(self.limits, self.clock)
-        off = stamps > hi
-        if lo > 0:
-            off |= (stamps < lo) & (stamps != NO_TIMESTAMP)
-        if not off.any():
-            return 0
-        rows = np.flatnonzero(off)
-        if self.limits.timestamp_skew == "clamp":
-            stamps[rows] = np.clip(stamps[rows], lo, hi)
-            return len(rows)
-        now = int(self.clock() * 1000)
-        for i in rows.tolist():
-            t = int(stamps[i])
-            side = f"{t - now} ms ahead of" if t > now else f"{now - t} ms behind"
-            bad.setdefault(i, (CLOCK_SKEW, f"event time {t} is {side} the processing clock"))
-        return 0
-
-    def _check_columns(
-        self, names: list[str], xs: list[Any] | None, has: np.ndarray, skip: Bad
-    ) -> Bad:
-        """Rows whose features would take the column space past ``max_features``."""
-        budget = self.columns
-        if budget.admit(names):  # the usual case: every name known, or room for all
-            return {}
-        over: Bad = {}
-        text = f"new feature names would take the column space past {budget.cap}"
-        for r in np.flatnonzero(has).tolist():
-            if r not in skip and not budget.admit(names if xs is None else xs[r]):
-                over[r] = (TOO_MANY_FEATURES, text)
-        return over
 
     @property
     def _no_features_message(self) -> str:
@@ -585,13 +496,3 @@ class EventDecoder:
             else:
                 out[i] = t
         return out
-
-
-def _longer_than(values: Sequence[bytes | None], limit: int) -> list[int]:
-    """The positions of the values longer than ``limit`` bytes (one C-speed pass if none is)."""
-    try:
-        if not values or max(map(len, values)) <= limit:  # type: ignore[arg-type]
-            return []
-    except TypeError:  # a None among them
-        pass
-    return [i for i, v in enumerate(values) if v is not None and len(v) > limit]

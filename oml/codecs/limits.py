@@ -18,16 +18,21 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from oml.codecs.batch import NO_TIMESTAMP, Bad
+from oml.codecs.errors import CLOCK_SKEW, TOO_LONG, TOO_MANY_FEATURES
 
 if TYPE_CHECKING:
-    from oml.config import MessagesConfig, ModelConfig
+    from oml.config import FieldNames, MessagesConfig, ModelConfig
 
 SkewPolicy = Literal["dead_letter", "clamp"]
+_INT64_MAX = 2**63 - 1
 
 DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
 """librdkafka's default ``message.max.bytes``, a little under the broker's 1,048,588, so that
@@ -75,20 +80,74 @@ class Limits:
             timestamp_skew=m.timestamp_skew,
         )
 
-    @property
-    def checks_time(self) -> bool:
-        return self.max_timestamp_skew_ms is not None or self.max_timestamp_age_ms is not None
-
 
 NO_LIMITS = Limits(None, None, None, None, None, None, None)
 """Every bound off (for tests of the format alone, and for trusted producers)."""
 
 
-def time_window(limits: Limits, clock: Callable[[], float] = time.time) -> tuple[int, int]:
-    """The event times accepted now, in epoch ms, ends included."""
-    now = int(clock() * 1000)
+def longer_than(values: Sequence[bytes | None], limit: int) -> list[int]:
+    """The positions of the values longer than ``limit`` bytes (one C-speed pass if none is)."""
+    try:
+        if not values or max(map(len, values)) <= limit:  # type: ignore[arg-type]
+            return []
+    except TypeError:  # a None among them
+        pass
+    return [i for i, v in enumerate(values) if v is not None and len(v) > limit]
+
+
+def check_lengths(
+    limits: Limits,
+    f: FieldNames,
+    columns: tuple[list[str], list[str], list[Any], list[Any]],
+    n_unlabeled: int,
+    bad: Bad,
+) -> None:
+    """Id, key and string-label lengths, features per event, of the (ids, keys, labels,
+    features) columns, for a format whose parser does not bound them itself.  Whole-column
+    checks first."""
+    ids, keys, labels, feats = columns
+    for column, name, bound in (
+        (ids, f.event_id, limits.max_id_length),
+        (keys, f.key, limits.max_key_length),
+    ):
+        if bound is not None and column and max(map(len, column)) > bound:
+            for i, v in enumerate(column):
+                if len(v) > bound:
+                    bad.setdefault(i, (TOO_LONG, f"{name!r} has {len(v)} characters, over {bound}"))
+    bound = limits.max_label_length
+    if bound is not None and n_unlabeled < len(labels):
+        for i, y in enumerate(labels):
+            if type(y) is str and len(y) > bound:
+                bad.setdefault(i, (TOO_LONG, f"{f.label!r} has {len(y)} characters, over {bound}"))
+    bound = limits.max_features
+    if bound is not None:
+        for i, x in enumerate(feats):
+            if x is not None and len(x) > bound:
+                bad.setdefault(i, (TOO_MANY_FEATURES, f"{len(x)} features, over {bound}"))
+
+
+def check_times(limits: Limits, clock: Callable[[], float], stamps: np.ndarray, bad: Bad) -> int:
+    """Event times outside the window around the processing clock: dead letters, or clamped
+    in place (then counted: the return value).  ``-1`` (no time) always passes."""
     ahead, behind = limits.max_timestamp_skew_ms, limits.max_timestamp_age_ms
-    return (0 if behind is None else now - behind, 2**63 - 1 if ahead is None else now + ahead)
+    if ahead is None and behind is None:
+        return 0
+    now = int(clock() * 1000)
+    lo, hi = (0 if behind is None else now - behind), (_INT64_MAX if ahead is None else now + ahead)
+    off = stamps > hi
+    if lo > 0:
+        off |= (stamps < lo) & (stamps != NO_TIMESTAMP)
+    if not off.any():
+        return 0
+    rows = np.flatnonzero(off)
+    if limits.timestamp_skew == "clamp":
+        stamps[rows] = np.clip(stamps[rows], lo, hi)
+        return len(rows)
+    for i in rows.tolist():
+        t = int(stamps[i])
+        side = f"{t - now} ms ahead of" if t > now else f"{now - t} ms behind"
+        bad.setdefault(i, (CLOCK_SKEW, f"event time {t} is {side} the processing clock"))
+    return 0
 
 
 class FeatureWidth:
@@ -163,6 +222,18 @@ class ColumnBudget:
     def new(self, names: Iterable[str]) -> list[str]:
         known = self.names
         return [n for n in names if n not in known]
+
+    def refuse(self, names: list[str], xs: list[Any] | None, has: np.ndarray, skip: Bad) -> Bad:
+        """Admit a batch's features row by row (``names`` for every row with features when
+        ``xs`` is None, else ``xs[row]``); the rows refused, not counting those in ``skip``."""
+        if self.admit(names):  # the usual case: every name known, or room for all
+            return {}
+        over: Bad = {}
+        text = f"new feature names would take the column space past {self.cap}"
+        for r in np.flatnonzero(has).tolist():
+            if r not in skip and not self.admit(names if xs is None else xs[r]):
+                over[r] = (TOO_MANY_FEATURES, text)
+        return over
 
     def admit(self, names: Iterable[str]) -> bool:
         """Admit an event's names if they fit, all of them; False (and nothing added) if not."""

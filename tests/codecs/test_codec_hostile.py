@@ -4,6 +4,7 @@ a dead letter with the most specific reason and the rest of its batch decodes.""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from oml.codecs.errors import INTERNAL_ERROR, TOO_DEEP
 from oml.codecs.events import AvroEventDecoder, Event, EventEncoder, JsonEventDecoder
+from oml.codecs.limits import Limits
 
 SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=300)
 
@@ -134,15 +136,34 @@ def hostile_json(draw: st.DrawFn) -> bytes | None:
     return text.encode()
 
 
+TIGHT = Limits(
+    max_message_bytes=200,
+    max_id_length=3,
+    max_key_length=3,
+    max_label_length=3,
+    max_features=3,
+    max_timestamp_skew_ms=0,
+    max_timestamp_age_ms=10,
+)
+"""Every bound small, so that the fuzz goes through every limit check too."""
+
+
 @SETTINGS
-@given(values=st.lists(hostile_json(), max_size=8), split=st.integers(0, 8))
-def test_the_json_decoder_never_raises(values: list[bytes | None], split: int) -> None:
-    decoder = JsonEventDecoder()
+@given(
+    values=st.lists(hostile_json(), max_size=8),
+    split=st.integers(0, 8),
+    limits=st.sampled_from([Limits(), TIGHT, replace(TIGHT, timestamp_skew="clamp")]),
+)
+def test_the_json_decoder_never_raises(
+    values: list[bytes | None], split: int, limits: Limits
+) -> None:
+    decoder = JsonEventDecoder(limits=limits)
     for chunk in (values[:split], values[split:], values):
-        batch = decoder.decode_batch([*chunk, NAMED])
+        batch = decoder.decode_batch([*chunk, NAMED], timestamps=[5] * (len(chunk) + 1))
         reported = sorted(e.index for e in batch.errors)
         assert sorted([*reported, *batch.index.tolist()]) == list(range(len(chunk) + 1))
-        assert batch.index.tolist()[-1] == len(chunk)  # the good message decoded
+        if limits == Limits():
+            assert batch.index.tolist()[-1] == len(chunk)  # the good message decoded
         assert len(batch.event_ids) == len(batch.keys) == len(batch.X) == len(batch.timestamps)
 
 
@@ -159,10 +180,12 @@ def hostile_avro(draw: st.DrawFn) -> bytes | None:
 
 
 @SETTINGS
-@given(values=st.lists(hostile_avro(), max_size=8))
-def test_the_avro_decoder_never_raises(values: list[bytes | None]) -> None:
+@given(values=st.lists(hostile_avro(), max_size=8), tight=st.booleans())
+def test_the_avro_decoder_never_raises(values: list[bytes | None], tight: bool) -> None:
     good = EventEncoder(format="avro")(Event("g", "k", {"x": 1.0}))
-    batch = AvroEventDecoder().decode_batch([*values, good])
+    decoder = AvroEventDecoder(limits=TIGHT if tight else None)
+    batch = decoder.decode_batch([*values, good], keys=[b"kafka-key"] * (len(values) + 1))
     reported = sorted(e.index for e in batch.errors)
     assert sorted([*reported, *batch.index.tolist()]) == list(range(len(values) + 1))
-    assert batch.index.tolist()[-1] == len(values)
+    if not tight:
+        assert batch.index.tolist()[-1] == len(values)
