@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
@@ -25,7 +23,6 @@ from oml.tools import dataset_events, produce_events
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
-DATA_DIR = Path(os.environ.get("OML_DATA_DIR", Path(__file__).parents[3] / "shared" / "datasets"))
 TEST_CLIENT = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
 
 
@@ -33,7 +30,7 @@ TEST_CLIENT = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
 def banknote():
     from oml.bench.datasets import load
 
-    ds = load("banknote", data_dir=DATA_DIR, download=False)
+    ds = load("banknote", download=False)
     return ds.X, ds.y
 
 
