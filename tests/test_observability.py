@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from oml.observability import LATENCY_BUCKETS, BatchHistogram, HealthServer, ServiceMetrics
+from oml.http import HealthServer
+from oml.observability import LATENCY_BUCKETS, BatchHistogram, ServiceMetrics
 
 
 def get(server: HealthServer, path: str, accept: str | None = None) -> tuple[int, str, str]:

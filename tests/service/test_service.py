@@ -18,8 +18,8 @@ from oml.codecs.state import decode_state, model_from_state
 from oml.config import load_config
 from oml.kafka.deadletter import parse_dead_letter
 from oml.registry import default_registry
+from oml.replay import dataset_events, produce_events
 from oml.service import RestoreError, Service
-from oml.tools import dataset_events, produce_events
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
