@@ -239,8 +239,8 @@ class MetricsConfig:
         host: address the HTTP endpoint binds: ``0.0.0.0`` (default: every IPv4 interface, as a
             container's probes and scraper need), ``127.0.0.1`` for this host only, ``::`` for
             IPv6.
-        max_connections: connections served at once; further ones wait in the listen backlog
-            and are closed unanswered if no slot frees within ``request_timeout_s``.
+        max_connections: connections served at once; a further one waits up to half of
+            ``request_timeout_s`` for a slot, then is answered 503 and closed.
         request_timeout_s: a client must send its whole request within this many seconds (and
             read the answer within as many), else the connection is dropped.
     """

@@ -8,11 +8,11 @@
   heartbeat is fresh, else 503.
 
 Bounds, so that no client can tie it up: at most ``max_connections`` are served at once (one
-thread each); a further connection waits in the listen backlog for up to ``request_timeout``
-seconds for a slot, and is then answered 503 and closed.  A client must send its whole request
-within ``request_timeout`` seconds of connecting (a deadline for the request, not a timeout
-per read, so one byte a second does not keep it open), and one request is served per
-connection (HTTP/1.0).
+thread each); a further connection waits for a slot for up to half of ``request_timeout``
+(others queue behind it in the listen backlog), and is then answered 503 and closed.  A
+client must send its whole request within ``request_timeout`` seconds of being served (a
+deadline for the request, not a timeout per read, so one byte a second does not keep it
+open), and one request is served per connection (HTTP/1.0).
 
 prometheus_client's own server (``start_http_server``, or ``make_wsgi_app`` under wsgiref) has
 none of these bounds and no probe endpoints; its encoder is used here for ``/metrics``.
@@ -65,8 +65,8 @@ class _Server(ThreadingHTTPServer):
     slots: threading.BoundedSemaphore
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        """Serve in a thread if a slot frees within the request timeout, else refuse."""
-        if not self.slots.acquire(timeout=self.health.request_timeout):
+        """Serve in a thread if a slot frees within half the request timeout, else refuse."""
+        if not self.slots.acquire(timeout=self.health.request_timeout / 2):
             self._refuse(request)
             return
         try:
