@@ -5,8 +5,11 @@
 #   docker build -t oml-stream .
 #   docker run --rm -p 9100:9100 -e OML_BOOTSTRAP_SERVERS=kafka:9092 oml-stream run ...
 #
-# Stage 1 builds wheels for oml-stream and every dependency; stage 2 installs them
-# offline (no compiler, no build tools, no pip cache) and runs as an unprivileged user.
+# Stage 1 builds wheels: first the dependencies alone, pinned by constraints.txt (a layer that
+# a code change does not rebuild), then oml-stream itself.  Stage 2 installs them offline (no
+# compiler, no build tools, no pip cache) and runs as an unprivileged user.  The runtime is the
+# service only: no bench or plot dependencies, no embedded broker (extras [bench], [plot],
+# [broker] are left out), so it needs a Kafka cluster (OML_BOOTSTRAP_SERVERS).
 # Needs BuildKit (the default builder since Docker 23) for the RUN --mount below.
 
 ARG PYTHON_IMAGE=python:3.11-slim
@@ -15,9 +18,14 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-# .dockerignore lets in only pyproject.toml, README/LICENSE, oml/ and algorithms/.
+# The dependency layer: only pyproject.toml and the constraints.
+COPY pyproject.toml constraints.txt ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+    && pip wheel --no-cache-dir --wheel-dir /wheels -r requirements.txt -c constraints.txt
+# The code: .dockerignore lets in only pyproject.toml, README/LICENSE, constraints.txt, oml/
+# and algorithms/.
 COPY . .
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -26,7 +34,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     OML_METRICS__PORT=9100
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links=/wheels /wheels/oml_stream-*.whl \
+    --mount=type=bind,from=build,source=/src/constraints.txt,target=/constraints.txt \
+    pip install --no-cache-dir --no-index --find-links=/wheels -c /constraints.txt \
+       /wheels/oml_stream-*.whl \
     && groupadd --system --gid 10001 oml \
     && useradd --system --uid 10001 --gid oml --home-dir /var/lib/oml --create-home \
        --shell /usr/sbin/nologin oml
@@ -34,8 +44,9 @@ WORKDIR /var/lib/oml
 # Numeric, so that Kubernetes' runAsNonRoot can verify it.
 USER 10001:10001
 EXPOSE 9100
-# Liveness through /healthz, with the standard library only (slim has no curl).
+# Liveness through /healthz on the port the service was started with (--metrics-port or
+# --set metrics.port on its command line, else OML_METRICS__PORT): see oml/healthcheck.py.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import http.client as h, os, sys; c = h.HTTPConnection('127.0.0.1', int(os.environ.get('OML_METRICS__PORT', '9100')), timeout=4); c.request('GET', '/healthz'); sys.exit(c.getresponse().status != 200)"]
+    CMD ["python", "-m", "oml.healthcheck"]
 ENTRYPOINT ["oml"]
 CMD ["run"]

@@ -83,6 +83,8 @@ class KafkaConfig:
         instance_id: this instance's stable name within the group; the transactional id is
             ``{group_id}-{instance_id}``, so a restarted instance fences its own zombie.  Two
             instances must not share one.  Default: the host name.
+        connect_timeout_s: how long the ``oml`` commands wait for the cluster's first answer
+            before giving up with a one-line error (exit code 4).
         librdkafka: any librdkafka settings passed through to every client as written
             (security.protocol, sasl.*, ssl.*, ...); TOML table ``[kafka.librdkafka]``.  Names
             are not checked here: librdkafka rejects an unknown one when the client is created.
@@ -90,6 +92,7 @@ class KafkaConfig:
 
     bootstrap_servers: str | None = None
     group_id: str = "oml"
+    connect_timeout_s: float = field(default=15.0, metadata={"min": 1})
     instance_id: str | None = None
     librdkafka: dict[str, Scalar] = field(default_factory=dict, metadata={"table": _SETTINGS})
 
@@ -267,10 +270,20 @@ class MetricsConfig:
     Attributes:
         interval_s: how often metrics records are written to the metrics topic.
         port: HTTP port for ``/metrics``, ``/healthz``, ``/readyz``; 0 turns it off.
+        host: address the HTTP endpoint binds: ``0.0.0.0`` (default: every IPv4 interface, as a
+            container's probes and scraper need), ``127.0.0.1`` for this host only, ``::`` for
+            IPv6.
+        max_connections: connections served at once; a further one waits up to half of
+            ``request_timeout_s`` for a slot, then is answered 503 and closed.
+        request_timeout_s: a client must send its whole request within this many seconds (and
+            read the answer within as many), else the connection is dropped.
     """
 
     interval_s: float = field(default=10.0, metadata={"min": 0})
     port: int = field(default=0, metadata={"min": 0, "max": 65535})
+    host: str = "0.0.0.0"  # noqa: S104  (probes and scrapes come from outside a container)
+    max_connections: int = field(default=16, metadata={"min": 1, "max": 1024})
+    request_timeout_s: float = field(default=5.0, metadata={"min": 0.1})
 
 
 @dataclass(frozen=True)
@@ -794,6 +807,13 @@ _FLAGS: tuple[tuple[str, str, Path, str, dict[str, Any]], ...] = (
         ("metrics", "port"),
         "HTTP port for /metrics /healthz /readyz (default: 0, off)",
         {"metavar": "PORT"},
+    ),
+    (
+        "--metrics-host",
+        "metrics_host",
+        ("metrics", "host"),
+        "address the HTTP endpoint binds (default: 0.0.0.0; 127.0.0.1: this host only)",
+        {"metavar": "ADDR"},
     ),
     (
         "--log-level",

@@ -19,20 +19,26 @@ Output is one line per event on a single stream (standard error by default):
   a file, CI).
 
 Records from the standard library's :mod:`logging` (libraries, warnings) go through the
-same renderer to the same stream, so a log collector sees one format.
+same renderer to the same stream, so a log collector sees one format.  librdkafka's own log
+lines (``%3|...|FAIL|...`` on stderr by default) come the same way: every oml client is built
+with ``logger=librdkafka_logger()``, whose :class:`Throttle` lets one line per librdkafka
+facility through every 30 s and counts the rest (a broker that is down otherwise writes
+about 20 lines a second).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
 from typing import Any, Literal, TextIO
 
 import structlog
 import structlog.tracebacks
 from structlog.types import Processor
 
-__all__ = ["FORMATS", "LEVELS", "configure_logging"]
+__all__ = ["FORMATS", "LEVELS", "Throttle", "configure_logging", "librdkafka_logger"]
 
 LEVELS: dict[str, int] = {
     "debug": logging.DEBUG,
@@ -46,6 +52,56 @@ FORMATS = ("auto", "json", "console")
 
 # Chatty third-party loggers: never below WARNING, even at ``level="debug"``.
 _NOISY_LOGGERS = ("matplotlib", "PIL", "urllib3")
+
+
+LIBRDKAFKA_LOGGER = "librdkafka"
+THROTTLE_S = 30.0
+
+
+class Throttle(logging.Filter):
+    """Lets through the first record of each key, then at most one per ``interval_s``; the
+    record that passes after a quiet spell carries ``suppressed=N``, the count dropped since.
+
+    The key is librdkafka's facility (``FAIL``, ``REQTMOUT``...: the first of the record's
+    args) and the client name, else the message template.
+
+    >>> t = Throttle(interval_s=60)
+    >>> recs = [logging.LogRecord("x", 40, "", 0, "%s [%s] %s", ("FAIL", "c", m), None)
+    ...         for m in ("down", "down", "down")]
+    >>> [t.filter(r) for r in recs]
+    [True, False, False]
+    """
+
+    def __init__(self, interval_s: float = THROTTLE_S) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self._lock = threading.Lock()
+        self._last: dict[Any, float] = {}
+        self._dropped: dict[Any, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        key = tuple(args[:2]) if isinstance(args, tuple) and len(args) >= 2 else record.msg
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.interval_s:
+                self._dropped[key] = self._dropped.get(key, 0) + 1
+                return False
+            self._last[key] = now
+            dropped = self._dropped.pop(key, 0)
+        if dropped:
+            record.suppressed = dropped
+        return True
+
+
+def librdkafka_logger() -> logging.Logger:
+    """The logger given to every librdkafka client (its ``logger`` setting): librdkafka's
+    lines then reach the configured renderer (served on the client's poll), throttled."""
+    logger = logging.getLogger(LIBRDKAFKA_LOGGER)
+    if not any(isinstance(f, Throttle) for f in logger.filters):
+        logger.addFilter(Throttle())
+    return logger
 
 
 class _StderrProxy:

@@ -1,11 +1,11 @@
-"""Prometheus metrics and the health / readiness HTTP endpoint.
+"""Prometheus metrics of the service (served over HTTP by :mod:`oml.http`).
 
 :class:`ServiceMetrics` holds every metric of one service on its own
 :class:`~prometheus_client.CollectorRegistry` (never the process-global one), so a test
 can build many services in one process. The loop updates it once per batch::
 
     metrics = ServiceMetrics()
-    with HealthServer(9100, metrics):
+    with oml.http.HealthServer(9100, metrics):
         metrics.restore_started(0)
         metrics.add_restored(0, 500)
         metrics.restore_finished(0)
@@ -21,8 +21,8 @@ can build many services in one process. The loop updates it once per batch::
                 event_latencies=latencies,
             )
 
-:class:`HealthServer` serves ``/metrics``, ``/healthz`` and ``/readyz`` from a daemon
-thread.
+:class:`oml.http.HealthServer` serves ``/metrics``, ``/healthz`` and ``/readyz`` from a
+bounded pool of threads.
 
 Examples:
     >>> m = ServiceMetrics(process_metrics=False)
@@ -38,23 +38,17 @@ Examples:
 from __future__ import annotations
 
 import bisect
-import json
 import math
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import metadata
-from types import TracebackType
-from typing import Any
 
 import numpy as np
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 from prometheus_client.core import HistogramMetricFamily, Metric
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -67,7 +61,6 @@ __all__ = [
     "EVENT_KINDS",
     "LATENCY_BUCKETS",
     "BatchHistogram",
-    "HealthServer",
     "ServiceMetrics",
 ]
 
@@ -428,183 +421,3 @@ class ServiceMetrics:
         with suppress(KeyError):  # never started a restore here
             self.restored_records.remove(str(partition))
 
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    health: HealthServer
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    timeout = 10  # a stuck client can't hold a thread for ever
-    server_version = "oml-health"
-
-    def do_GET(self) -> None:
-        self._handle(send_body=True)
-
-    def do_HEAD(self) -> None:
-        self._handle(send_body=False)
-
-    def _handle(self, *, send_body: bool) -> None:
-        health = self.server.health
-        path = self.path.split("?", 1)[0]
-        try:
-            if path == "/metrics":
-                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-                self._reply(200, encoder(health.metrics.registry), content_type, send_body)
-            elif path == "/healthz":
-                status, body = health.liveness()
-                self._reply_json(status, body, send_body)
-            elif path == "/readyz":
-                status, body = health.readiness()
-                self._reply_json(status, body, send_body)
-            else:
-                self._reply_json(404, {"status": "not_found", "path": path}, send_body)
-        except Exception:
-            log.exception("health_endpoint_failed", path=path)
-            self._reply_json(500, {"status": "error"}, send_body)
-
-    def _reply_json(self, status: int, body: dict[str, Any], send_body: bool) -> None:
-        payload = json.dumps(body).encode() + b"\n"
-        self._reply(status, payload, "application/json", send_body)
-
-    def _reply(self, status: int, payload: bytes, content_type: str, send_body: bool) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        if send_body:
-            self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        # Probes and scrapes come every few seconds: no access log.
-        pass
-
-
-class HealthServer:
-    """``/metrics``, ``/healthz`` and ``/readyz`` over HTTP, in a daemon thread.
-
-    * ``/metrics``: the service registry, Prometheus text format (OpenMetrics when the
-      scraper asks for it).
-    * ``/healthz``: 200 while ``metrics.heartbeat()`` was called within
-      ``heartbeat_timeout`` seconds, else 503.
-    * ``/readyz``: 200 when ``metrics.is_ready`` (set ready, no partition restoring)
-      and the heartbeat is fresh, else 503.
-
-    Bodies of the probes are small JSON objects. ``port=0`` binds a free port; read it
-    from :attr:`port` after :meth:`start`.
-
-    Args:
-        port: TCP port; 0 for any free one.
-        metrics: the service's metrics (registry, heartbeat, readiness).
-        host: address to bind; ``"0.0.0.0"`` (all IPv4 interfaces, as a container
-            needs), ``"127.0.0.1"`` for local only, ``"::"`` for IPv6.
-        heartbeat_timeout: seconds without heartbeat after which ``/healthz`` fails.
-    """
-
-    def __init__(
-        self,
-        port: int,
-        metrics: ServiceMetrics,
-        host: str = "0.0.0.0",  # noqa: S104  (a container's probe and scraper come from outside)
-        *,
-        heartbeat_timeout: float = 30.0,
-    ) -> None:
-        if heartbeat_timeout <= 0:
-            raise ValueError("heartbeat_timeout must be positive")
-        self.metrics = metrics
-        self.host = host
-        self.heartbeat_timeout = heartbeat_timeout
-        self._requested_port = port
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- probe logic (also usable without HTTP) --------------------------------------
-
-    def is_alive(self) -> bool:
-        return self.metrics.seconds_since_heartbeat() <= self.heartbeat_timeout
-
-    def liveness(self) -> tuple[int, dict[str, Any]]:
-        age = round(self.metrics.seconds_since_heartbeat(), 3)
-        if age <= self.heartbeat_timeout:
-            return 200, {"status": "ok", "heartbeat_age_seconds": age}
-        log.warning("liveness_failed", heartbeat_age_seconds=age, timeout=self.heartbeat_timeout)
-        return 503, {"status": "stale", "heartbeat_age_seconds": age}
-
-    def readiness(self) -> tuple[int, dict[str, Any]]:
-        alive = self.is_alive()
-        if self.metrics.is_ready and alive:
-            return 200, {"status": "ready"}
-        return 503, {
-            "status": "not_ready",
-            "phase": self.metrics.phase,
-            "partitions_restoring": sorted(self.metrics.restoring),
-            "alive": alive,
-        }
-
-    # -- lifecycle ---------------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        """The bound port (the real one when constructed with ``port=0``)."""
-        if self._server is None:
-            raise RuntimeError("HealthServer is not started")
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        host = self.host
-        if host in ("0.0.0.0", ""):  # noqa: S104
-            host = "127.0.0.1"
-        elif host == "::":
-            host = "::1"
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}"
-
-    def start(self) -> HealthServer:
-        """Bind and serve in a daemon thread; returns ``self``. Raises ``OSError`` if the
-        port is taken."""
-        if self._server is not None:
-            return self
-        server_cls = _Server6 if ":" in self.host else _Server
-        server = server_cls((self.host, self._requested_port), _Handler)
-        server.health = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name="oml-health",
-            daemon=True,
-        )
-        self._thread.start()
-        log.info("health_server_started", host=self.host, port=self.port)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket; safe to call twice."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = self._thread = None
-        log.info("health_server_stopped")
-
-    def __enter__(self) -> HealthServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 import warnings
 from collections.abc import Iterator
 from datetime import datetime
@@ -162,3 +163,41 @@ def test_rejects_unknown_level_and_format() -> None:
         configure_logging("verbose", "json", io.StringIO())
     with pytest.raises(ValueError, match="log format"):
         configure_logging("info", "xml", io.StringIO())
+
+
+def test_librdkafka_lines_go_through_our_logs_throttled() -> None:
+    """A client to a port nobody listens on: librdkafka's lines arrive as JSON records of
+    logger "librdkafka", one per kind per throttle interval, never raw on stderr."""
+    from confluent_kafka.admin import AdminClient
+
+    from oml.kafka.broker import free_port
+    from oml.kafka.clients import admin_config
+    from oml.logs import librdkafka_logger
+
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out, cache_loggers=False)
+    admin = AdminClient(admin_config(f"127.0.0.1:{free_port()}"))
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        admin.poll(0.2)
+    records = [r for r in lines(out) if r.get("logger") == "librdkafka"]
+    assert 1 <= len(records) <= 3, records
+    assert "FAIL" in records[0]["event"]
+    assert len(librdkafka_logger().filters) == 1
+
+
+def test_throttle_counts_what_it_suppressed() -> None:
+    from oml.logs import Throttle
+
+    throttle = Throttle(interval_s=0.2)
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("librdkafka", 40, "", 0, "%s [%s] %s", ("FAIL", "c", msg), None)
+
+    assert throttle.filter(record("a"))
+    assert not throttle.filter(record("b")) and not throttle.filter(record("c"))
+    other = logging.LogRecord("librdkafka", 40, "", 0, "%s [%s] %s", ("REQTMOUT", "c", "x"), None)
+    assert throttle.filter(other)
+    time.sleep(0.25)
+    later = record("d")
+    assert throttle.filter(later) and later.suppressed == 2

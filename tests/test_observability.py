@@ -13,7 +13,8 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from oml.observability import LATENCY_BUCKETS, BatchHistogram, HealthServer, ServiceMetrics
+from oml.http import HealthServer
+from oml.observability import LATENCY_BUCKETS, BatchHistogram, ServiceMetrics
 
 
 def get(server: HealthServer, path: str, accept: str | None = None) -> tuple[int, str, str]:
@@ -311,3 +312,93 @@ def test_every_metric_passes_promtool(metrics: ServiceMetrics) -> None:
     result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
                             timeout=30)
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+
+
+# ---------------------------------------------------------------------- the server's bounds
+
+
+def test_many_connections_are_bounded_and_probes_still_answer(metrics: ServiceMetrics) -> None:
+    """20 idle clients against 4 slots: 4 are held until their deadline, the rest wait or are
+    refused; no thread per connection piles up, and once they are dropped a probe answers."""
+    import socket
+    import threading
+
+    metrics.heartbeat()
+    with HealthServer(0, metrics, host="127.0.0.1", max_connections=4,
+                      request_timeout=1.0) as srv:  # fmt: skip
+        before = threading.active_count()
+        idle = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(20)]
+        time.sleep(0.5)
+        assert threading.active_count() - before <= 4
+        started = time.monotonic()
+        answers = []
+        for sock in idle:
+            sock.settimeout(5)
+            try:
+                answers.append(sock.recv(100))
+            except OSError:
+                answers.append(b"")
+            sock.close()
+        assert time.monotonic() - started < 15
+        assert srv.refused >= 1
+        assert any(a.startswith(b"HTTP/1.0 503") for a in answers)
+        status, _, body = get(srv, "/healthz")
+        assert status == 200 and json.loads(body)["status"] == "ok"
+
+
+def test_a_slow_client_is_dropped_at_its_deadline(metrics: ServiceMetrics) -> None:
+    """One byte a second never completes a request: the server closes it after
+    request_timeout, however steadily the bytes come."""
+    import socket
+
+    with HealthServer(0, metrics, host="127.0.0.1", request_timeout=1.5) as srv:
+        sock = socket.create_connection(("127.0.0.1", srv.port))
+        sock.settimeout(0.1)
+        started = time.monotonic()
+        closed_after = None
+        for byte in b"GET /metrics HTTP/1.0\r\n":
+            try:
+                sock.sendall(bytes([byte]))
+                if sock.recv(100) == b"":
+                    closed_after = time.monotonic() - started
+                    break
+            except TimeoutError:
+                pass
+            except OSError:
+                closed_after = time.monotonic() - started
+                break
+            time.sleep(0.4)  # the byte-a-second client, sped up
+        sock.close()
+        assert closed_after is not None, "the slow client was never dropped"
+        assert 1.4 <= closed_after < 3.5
+        assert get(srv, "/healthz")[0] in (200, 503)  # still serving
+
+
+def test_the_server_is_built_from_the_metrics_config(metrics: ServiceMetrics) -> None:
+    from oml.config import load_config
+
+    config = load_config(None, {}, {"metrics.port": 0, "metrics.host": "127.0.0.1",
+                                    "metrics.max_connections": 3,
+                                    "metrics.request_timeout_s": 2.5})  # fmt: skip
+    srv = HealthServer.from_config(config.metrics, metrics)
+    assert (srv.host, srv.max_connections, srv.request_timeout) == ("127.0.0.1", 3, 2.5)
+    assert load_config(None, {}, {}).metrics.host == "0.0.0.0"
+    with pytest.raises(ValueError, match="max_connections"):
+        HealthServer(0, metrics, max_connections=0)
+
+
+def test_the_container_health_check_reads_the_configured_port(
+    metrics: ServiceMetrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from oml import healthcheck
+
+    metrics.heartbeat()
+    with HealthServer(0, metrics, host="127.0.0.1", heartbeat_timeout=0.5) as srv:
+        monkeypatch.setenv("OML_METRICS__PORT", "1")  # the flag on the command line wins
+        monkeypatch.setattr(healthcheck, "_service_argv",
+                            lambda: ["oml", "run", "--metrics-port", str(srv.port)])
+        assert healthcheck.main() == 0
+        time.sleep(0.7)  # no heartbeat: /healthz answers 503
+        assert healthcheck.main() == 1
+        monkeypatch.setattr(healthcheck, "_service_argv", lambda: ["oml", "run"])
+        assert healthcheck.main() == 1  # port 1: nothing listens

@@ -19,7 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_OUT = Path("benchmarks/learners")
+DEFAULT_OUT = Path("oml-bench")
+"""Result files go here, under the current directory, unless ``--out`` says otherwise; the
+result files kept in the repository (benchmarks/learners/) change only with
+``--out benchmarks/learners``."""
+BENCH_MODULES = ("sklearn", "tqdm", "matplotlib")
+"""What the ``bench`` extra installs; without it ``oml bench`` says so in one line."""
 DEFAULT_WAVES = (100,)  # = oml.bench.speed.DEFAULT_WAVES (tested); kept here to import less
 
 
@@ -47,8 +52,8 @@ def add_learners_arguments(p: argparse.ArgumentParser) -> None:
         help="for --csv (default: auto, from the target values)",
     )
     data.add_argument(
-        "--data-dir", type=Path, metavar="DIR", help="folder holding iris.csv / banknote.csv "
-        "(default: $OML_DATA_DIR)",
+        "--data-dir", type=Path, metavar="DIR", help="folder with other copies of iris.csv / "
+        "banknote.csv (default: $OML_DATA_DIR, else the copies shipped with oml)",
     )  # fmt: skip
     data.add_argument(
         "--cache-dir", type=Path, metavar="DIR",
@@ -85,7 +90,7 @@ def add_learners_arguments(p: argparse.ArgumentParser) -> None:
     out = p.add_argument_group("output")
     out.add_argument(
         "--out", type=Path, metavar="DIR",
-        help=f"folder for DATASET.json and DATASET.png (default: {DEFAULT_OUT})",
+        help=f"folder for DATASET.json and DATASET.png (default: ./{DEFAULT_OUT}/)",
     )  # fmt: skip
     out.add_argument(
         "--no-plot", action="store_true", default=argparse.SUPPRESS, help="skip the PNG"
@@ -223,7 +228,7 @@ def add_speed_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--out", type=Path, dest="speed_out", default=None, metavar="DIR",
-        help=f"folder for speed.json (default: {DEFAULT_OUT})",
+        help=f"folder for speed.json (default: ./{DEFAULT_OUT}/)",
     )  # fmt: skip
     p.add_argument(
         "--seed", type=int, dest="speed_seed", default=0, metavar="SEED", help="data seed"
@@ -329,15 +334,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``bench`` subcommand in ``args``; the exit code (1 if a target failed, 2 on a
-    usage or data error)."""
+    usage error, 3 on a data set error: see :mod:`oml.exits`)."""
     from oml.bench.datasets import DatasetError
+    from oml.exits import Exit
 
     name = getattr(args, "bench_command", None) or DEFAULT_SUBCOMMAND
     try:
         return SUBCOMMANDS[name].run(args)
-    except (DatasetError, LookupError, TypeError, ValueError) as exc:
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in BENCH_MODULES:
+            raise
+        print(f"oml bench {name}: error: the bench needs its extra dependencies (no module "
+              f"{missing!r}): pip install 'oml-stream[bench]'", file=sys.stderr)
+        return Exit.USAGE
+    except DatasetError as exc:
         print(f"oml bench {name}: error: {exc}", file=sys.stderr)
-        return 2
+        return Exit.DATA
+    except (LookupError, TypeError, ValueError) as exc:
+        print(f"oml bench {name}: error: {exc}", file=sys.stderr)
+        return Exit.USAGE
     except BrokenPipeError:  # `oml bench | head`: the files are written; stop printing quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

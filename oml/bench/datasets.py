@@ -1,10 +1,13 @@
 """Data sets for the bench: the known ones (Iris, Banknote) and any CSV with a target column.
 
-A known data set is looked for, in order, in the data directory (``--data-dir`` or the
-``OML_DATA_DIR`` environment variable), then in the cache (``--cache-dir``, ``OML_CACHE_DIR``, or
-``~/.cache/oml``, under ``datasets/``), and, failing both, fetched from its public origin into the
-cache.  Whatever the place, the file must be the canonical CSV: its sha256 is checked before it
-is parsed and its shape and class counts after.
+Iris and Banknote ship inside the package (``oml/data/``, with their citation and licence in
+``oml/data/README.md``), so loading them needs no network and no folder beside the checkout.
+A known data set is looked for, in order, in the data directory if one is given
+(``--data-dir`` or the ``OML_DATA_DIR`` environment variable), then in the package, then in
+the cache (``--cache-dir``, ``OML_CACHE_DIR``, or ``~/.cache/oml``, under ``datasets/``), and,
+failing all, fetched from its public origin into the cache (an explicit ``url`` skips the
+packaged copy).  Whatever the place, the file must be the canonical CSV: its sha256 is checked
+before it is parsed and its shape and class counts after.
 
 The origins do not publish the canonical form itself, so fetching converts: scikit-learn's
 ``iris.csv`` has a count line for a header and class numbers for labels; UCI's
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.resources
 import io
 import json
 import math
@@ -183,6 +187,11 @@ KNOWN: dict[str, KnownDataset] = {d.name: d for d in (IRIS, BANKNOTE)}
 # places
 
 
+def packaged_dir() -> Path:
+    """The folder inside the installed package that holds the shipped Iris and Banknote."""
+    return Path(str(importlib.resources.files("oml").joinpath("data")))
+
+
 def data_dir_from_env() -> Path | None:
     value = os.environ.get("OML_DATA_DIR")
     return Path(value).expanduser() if value else None
@@ -289,8 +298,9 @@ def locate(
     cache_dir: Path | None = None,
     download: bool = True,
     url: str | None = None,
+    packaged: bool = True,
 ) -> tuple[Path, str]:
-    """Path and sha256 of known data set ``name``: data directory, then cache, then origin."""
+    """Path and sha256 of known data set ``name``: data directory, package, cache, origin."""
     try:
         spec = KNOWN[name]
     except KeyError:
@@ -302,6 +312,11 @@ def locate(
     looked: list[str] = []
     if data_dir is not None:
         path = data_dir / spec.filename
+        if path.is_file():
+            return path, _check_file(path, spec, in_cache=False)
+        looked.append(str(path))
+    if packaged and url is None:
+        path = packaged_dir() / spec.filename
         if path.is_file():
             return path, _check_file(path, spec, in_cache=False)
         looked.append(str(path))
@@ -325,9 +340,17 @@ def load(
     cache_dir: Path | None = None,
     download: bool = True,
     url: str | None = None,
+    packaged: bool = True,
 ) -> Dataset:
-    """Known data set ``name``, verified.  See the module docstring for where it is looked for."""
-    path, digest = locate(name, data_dir=data_dir, cache_dir=cache_dir, download=download, url=url)
+    """Known data set ``name``, verified.  See the module docstring for where it is looked for.
+
+    >>> load("iris").n, load("banknote").classes
+    (150, [0, 1])
+    """
+    path, digest = locate(
+        name, data_dir=data_dir, cache_dir=cache_dir, download=download, url=url,
+        packaged=packaged,
+    )  # fmt: skip
     spec = KNOWN[name]
     ds = parse_csv(
         path.read_text(), spec.target, name=name, task="classification", source=str(path)

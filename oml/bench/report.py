@@ -114,6 +114,25 @@ def write_json(report: Report, path: Path) -> Path:
 
 def plot_curves(report: Report, path: Path) -> Path:
     """Accuracy (or MAE) within each pass against events seen, one line per contender."""
+    fig = curves_figure(report)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+Y_PAD = 0.03
+"""The accuracy axis ends this share of its span above 1.0, so a curve at exactly 1.0 is drawn
+inside the frame."""
+
+
+def curves_figure(report: Report) -> Any:
+    """The learning-curve figure (a matplotlib ``Figure``).
+
+    Curves that coincide stay visible: oml's learners are drawn on top (thin solid lines),
+    the baselines below them as wide translucent dashed bands, and every curve carries its own
+    marker at points staggered from the others'.  The accuracy axis goes a little above 1.0.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -124,33 +143,39 @@ def plot_curves(report: Report, path: Path) -> Path:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     dashes = iter([(5, 2), (2, 2), (6, 2, 1, 2), (1, 1)] * 4)
-    for row in report["results"]:
+    rows = report["results"]
+    for i, row in enumerate(rows):
         x, y = _broken(row["curve"]["events"], row["curve"]["value"], n)
+        step = max(1, len(x) // 10)
+        style = {"marker": MARKERS[i % len(MARKERS)], "ms": 5, "label": row["label"],
+                 "markevery": (i * step // max(len(rows), 1), step)}
         if row["kind"] == "learner":
-            ax.plot(x, y, "-", lw=1.6, label=row["label"])
+            ax.plot(x, y, "-", lw=1.6, zorder=4 + i * 0.01, **style)
         else:
-            ax.plot(x, y, lw=1.2, dashes=next(dashes), label=row["label"])
+            ax.plot(x, y, lw=3.2, alpha=0.5, dashes=next(dashes), zorder=2 + i * 0.01,
+                    **style)
     for ref in report.get("published", []):
         for j, p in enumerate(ref["accuracy_by_pass"]):
             label = ref["label"] if j == 0 else None
             if p["pass"] is None:
                 ax.axhline(p["accuracy"], color="black", ls=":", lw=1, label=label)
             else:
-                ax.plot([p["pass"] * n], [p["accuracy"]], "k*", ms=10, label=label)
+                ax.plot([p["pass"] * n], [p["accuracy"]], "k*", ms=10, label=label, zorder=5)
     for k in range(1, passes):
         ax.axvline(k * n + 0.5, color="grey", lw=0.6, ls=":")
     ax.set_xlim(0, passes * n * 1.015)
     if not regression:
-        ax.set_ylim(max(0.0, _low(report) - 0.02), 1.005)
+        low = max(0.0, _low(report) - 0.02)
+        ax.set_ylim(low, 1.0 + max(0.005, Y_PAD * (1.0 - low)))
+        ax.set_yticks([t for t in ax.get_yticks() if low <= t <= 1.0])
+        ax.axhline(1.0, color="grey", lw=0.6)
     ax.set_xlabel(f"events seen ({passes} passes of {n}, seed {proto['seed']})")
     ax.set_ylabel("MAE within the pass" if regression else "accuracy within the pass")
     ax.set_title(f"{d['name']}: prequential, label delay {proto['label_delay']}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right" if not regression else "upper right")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    return fig
 
 
 def _broken(events: list[int], values: list[float], n: int) -> tuple[list[float], list[float]]:

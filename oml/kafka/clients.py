@@ -36,6 +36,8 @@ from typing import Any
 import structlog
 from confluent_kafka import KafkaError, KafkaException
 
+from oml.logs import librdkafka_logger
+
 __all__ = [
     "SECRET_SETTINGS",
     "admin_config",
@@ -105,6 +107,7 @@ def _common(bootstrap_servers: str, client_id: str) -> dict[str, Any]:
         "bootstrap.servers": bootstrap_servers,
         "client.id": client_id,
         "error_cb": log_kafka_error,
+        "logger": librdkafka_logger(),  # librdkafka's own lines: through our logs, throttled
     }
 
 

@@ -1,23 +1,19 @@
-"""Helpers for the learner tests: the shared CSV datasets and a prequential loop."""
+"""Helpers for the learner tests: the packaged CSV datasets and a prequential loop."""
 
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
 
+from oml.bench.datasets import packaged_dir
 from oml.learner import Label
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def data_dir() -> Path:
-    """``$OML_DATA_DIR``, else ``../shared/datasets`` next to the repository (relative paths are
-    taken from the repository root)."""
-    path = Path(os.environ.get("OML_DATA_DIR", "../shared/datasets"))
-    return path if path.is_absolute() else REPO / path
+    """The Iris and Banknote copies shipped inside the package."""
+    return packaged_dir()
 
 
 def load_csv(name: str) -> tuple[list[str], np.ndarray, list[Label]]:

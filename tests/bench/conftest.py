@@ -1,32 +1,23 @@
-"""Fixtures for the bench tests: the shared data folder and a registry of tiny stand-in learners
+"""Fixtures for the bench tests: the packaged data folder and a registry of tiny stand-in learners
 whose behaviour is known exactly (the bench itself takes any registered algorithm)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 from river import linear_model
 
+from oml.bench.datasets import packaged_dir
 from oml.learner import InvalidInput, label_sort_key
 from oml.registry import Registry
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def shared_data_dir() -> Path:
-    env = os.environ.get("OML_DATA_DIR")
-    return Path(env) if env else REPO.parent / "shared" / "datasets"
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    path = shared_data_dir()
-    if not (path / "iris.csv").is_file():
-        pytest.skip(f"no shared data sets at {path} (set OML_DATA_DIR)")
-    return path
+    """The Iris and Banknote copies shipped inside the package."""
+    return packaged_dir()
 
 
 class Majority:

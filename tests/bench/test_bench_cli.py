@@ -46,7 +46,7 @@ def test_speed_subcommand_arguments() -> None:
 
 
 def test_bad_usage_is_exit_code_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert cli.run(parse("bench", "--dataset", "nope", "--out", str(tmp_path))) == 2
+    assert cli.run(parse("bench", "--dataset", "nope", "--out", str(tmp_path))) == 3  # data
     assert "unknown data set 'nope'" in capsys.readouterr().err
     assert cli.run(parse("bench", "--dataset", "iris", "--csv", "x.csv")) == 2
     assert cli.run(parse("bench", "--passes", "0")) == 2
@@ -84,6 +84,25 @@ def test_through_the_oml_command(data_dir, tmp_path, registry, monkeypatch, caps
     assert "[pass] pa predicts exactly as River PAClassifier" in stdout
     assert "[fail] scw accuracy >= 0.985" in stdout
     assert (tmp_path / "banknote.json").exists() and not (tmp_path / "banknote.png").exists()
+
+
+def test_results_go_under_the_current_directory_by_default(
+    tmp_path, registry, monkeypatch, capsys
+) -> None:
+    """Not into the checkout: benchmarks/learners/ changes only with an explicit --out."""
+    from oml.bench.datasets import packaged_dir
+
+    kept = Path(__file__).resolve().parents[2] / "benchmarks" / "learners" / "iris.json"
+    before = kept.read_bytes() if kept.exists() else None
+    monkeypatch.setattr(oml.registry, "default_registry", lambda: registry)
+    monkeypatch.setattr(contenders, "sklearn_baseline", lambda ds: None)
+    monkeypatch.chdir(tmp_path)
+    code = cli.run(parse("bench", "--dataset", "iris", "--passes", "1", "--no-plot", "--quiet"))
+    assert code in (0, 1)
+    report = json.loads((tmp_path / "oml-bench" / "iris.json").read_text())
+    assert report["dataset"]["source"] == str(packaged_dir() / "iris.csv")
+    assert (kept.read_bytes() if kept.exists() else None) == before
+    assert "oml-bench/iris.json" in capsys.readouterr().out
 
 
 def test_speed_end_to_end(tmp_path, registry, monkeypatch, capsys) -> None:

@@ -63,9 +63,26 @@ def test_shape_check_names_rows_and_class_counts(data_dir: Path) -> None:
         datasets.check_shape(renamed, BANKNOTE)
 
 
+def test_the_packaged_copies_load_offline_by_default(tmp_path: Path) -> None:
+    ds = datasets.load("banknote", cache_dir=tmp_path, download=False)
+    assert ds.source == str(datasets.packaged_dir() / "banknote.csv")
+    assert ds.sha256 == BANKNOTE.sha256
+    assert datasets.load("iris", cache_dir=tmp_path, download=False).sha256 == IRIS.sha256
+    assert not list(tmp_path.iterdir()), "the packaged copy is read in place"
+    readme = (datasets.packaged_dir() / "README.md").read_text()
+    assert "Fisher" in readme and "Lohweg" in readme and "CC BY 4.0" in readme
+
+
+def test_a_data_dir_comes_before_the_packaged_copy(tmp_path: Path) -> None:
+    (tmp_path / "iris.csv").write_text("not,iris\n")
+    with pytest.raises(DatasetError, match="checksum mismatch"):
+        datasets.load("iris", data_dir=tmp_path, cache_dir=tmp_path / "c", download=False)
+
+
 def test_missing_without_download_says_where_it_looked(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="not found") as err:
-        datasets.load("iris", data_dir=tmp_path / "d", cache_dir=tmp_path / "c", download=False)
+        datasets.load("iris", data_dir=tmp_path / "d", cache_dir=tmp_path / "c", download=False,
+                      packaged=False)
     assert str(tmp_path / "d" / "iris.csv") in str(err.value)
     assert str(tmp_path / "c" / "iris.csv") in str(err.value)
     with pytest.raises(DatasetError, match="unknown data set"):
@@ -145,12 +162,13 @@ def test_a_conversion_that_does_not_reproduce_the_checksum_is_kept_if_the_shape_
     assert ds.n == 1372 and ds.sha256 != BANKNOTE.sha256
     assert "shape and class counts" in (cache / "banknote.csv.verified.json").read_text()
     # the cached file is trusted on the next load because the sidecar vouches for it ...
-    assert datasets.load("banknote", cache_dir=cache, download=False).sha256 == ds.sha256
+    assert datasets.load("banknote", cache_dir=cache, download=False,
+                         packaged=False).sha256 == ds.sha256
     # ... but not once it has changed
     cached = cache / "banknote.csv"
     cached.write_text(cached.read_text().replace("3.62160", "3.62161"))
     with pytest.raises(DatasetError, match=r"checksum mismatch.*delete it"):
-        datasets.load("banknote", cache_dir=cache, download=False)
+        datasets.load("banknote", cache_dir=cache, download=False, packaged=False)
 
 
 def test_a_wrong_origin_file_is_not_cached(data_dir: Path, tmp_path: Path) -> None:

@@ -50,6 +50,28 @@ def test_iris_report_json_and_plot(data_dir: Path, tmp_path: Path, registry: Reg
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_curves_at_1_0_and_overlapping_curves_stay_visible(data_dir: Path, registry) -> None:
+    """Two learners with identical curves, and a published line at exactly 1.0: the axis
+    goes above 1.0, every curve has its own marker, oml's learners sit on the baselines."""
+    algorithms = [("majority", {}), ("majority", {"smoothing": 0.0})]
+    rep = evaluate(BenchConfig(dataset="iris", data_dir=data_dir, passes=1,
+                               algorithms=algorithms), registry=registry, warn=pytest.fail)
+    ax = report.curves_figure(rep).axes[0]
+    low, top = ax.get_ylim()
+    assert top >= 1.0 + 0.005 and top == pytest.approx(1.0 + report.Y_PAD * (1.0 - low))
+    assert max(ax.get_yticks()) <= 1.0
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    curves = [lines[r["label"]] for r in rep["results"]]
+    assert curves[0].get_ydata().tolist() == curves[1].get_ydata().tolist()  # they coincide
+    assert len({c.get_marker() for c in curves}) == len(curves)
+    assert curves[0].get_markevery() != curves[1].get_markevery()  # markers staggered
+    kinds = [r["kind"] for r in rep["results"]]
+    learners = [c.get_zorder() for c, k in zip(curves, kinds) if k == "learner"]
+    baselines = [c.get_zorder() for c, k in zip(curves, kinds) if k != "learner"]
+    assert min(learners) > max(baselines)
+    assert all((c.get_alpha() or 1.0) < 1.0 for c, k in zip(curves, kinds) if k != "learner")
+
+
 def test_banknote_targets(data_dir, registry, monkeypatch) -> None:
     no_sklearn(monkeypatch)
     # the stand-in "pa" is River's PAClassifier, so it must match the River baseline exactly;

@@ -193,3 +193,16 @@ def test_a_broker_that_died_is_reported_on_stop() -> None:
         broker.stop()
     died = [e for e in logs if e["event"] == "embedded_broker_died"]
     assert died and died[0]["returncode"] == -signal.SIGKILL
+
+
+def test_cluster_is_the_configured_one_or_an_embedded_broker_logged_once() -> None:
+    from oml.kafka.broker import cluster
+
+    with capture_logs() as logs, cluster("kafka-1:9092") as bootstrap:
+        assert bootstrap == "kafka-1:9092"
+    assert not logs
+    with capture_logs() as logs, cluster(None) as bootstrap:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        assert admin.list_topics(timeout=10).brokers
+    started = [e for e in logs if e["event"] == "embedded_broker_started"]
+    assert len(started) == 1 and started[0]["bootstrap_servers"] == bootstrap

@@ -14,8 +14,8 @@ from service_helpers import assert_same_models, changelog_models, offline, predi
 from oml.codecs.events import Event
 from oml.kafka.deadletter import parse_dead_letter
 from oml.registry import Registry, default_registry
+from oml.replay import produce_events
 from oml.service import Service
-from oml.tools import produce_events
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

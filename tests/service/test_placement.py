@@ -9,8 +9,8 @@ import json
 import pytest
 
 from oml.codecs.events import Event
+from oml.replay import produce_events
 from oml.service import Service
-from oml.tools import produce_events
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

@@ -4,33 +4,28 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
 from service_helpers import assert_same_models, changelog_models, offline, predictions_by_event
 
 from oml.kafka.deadletter import parse_dead_letter
+from oml.replay import dataset_events, produce_events
 from oml.service import RestoreError, Service
-from oml.tools import dataset_events, produce_events
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
-
-DATA_DIR = Path(os.environ.get("OML_DATA_DIR", Path(__file__).parents[3] / "shared" / "datasets"))
-
 
 @pytest.fixture(scope="module")
 def banknote():
     from oml.bench.datasets import load
 
-    ds = load("banknote", data_dir=DATA_DIR, download=False)
+    ds = load("banknote", download=False)
     return ds.X, ds.y
 
 
