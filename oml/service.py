@@ -575,7 +575,7 @@ class Service:
         keys = _take(batch.keys, pick)
         entries: list[Any] = list(map(cache.entries.get, ids))
         offs = offsets[idx]
-        replayed = offs <= models.learned_offset[rows[idx]]
+        replayed = self._replayed(batch, idx, rows, offs)
         keep = np.ones(len(idx), dtype=bool)
         if replayed.any() or None in entries or list(map(_KEY_OF, entries)) != keys:
             for j in range(len(idx)):
@@ -619,7 +619,7 @@ class Service:
     ) -> None:
         """Feedback whose event is earlier in this batch (same key: see _pair_in_batch)."""
         offs = offsets[idx]
-        replayed = offs <= self.models.learned_offset[rows[idx]]
+        replayed = self._replayed(batch, idx, rows, offs)
         self.metrics.cache_hits.inc(len(idx))
         if replayed.any():  # replayed input whose update is in the state already
             self.summary.duplicates += int(replayed.sum())
@@ -661,12 +661,26 @@ class Service:
             idx, offs, stage_rows = idx[ok], offs[ok], stage_rows[ok]
             predicted, labels = _where(ok, predicted, labels)
             hit = None if hit is None else hit[ok]
-        models.learned_offset[stage_rows] = offs
+        home = models.partition[stage_rows] == batch.partitions[idx]
+        models.learned_offset[stage_rows[home]] = offs[home]
         self._score(stage_rows, predicted, labels, hit)
         models.mark_learned(stage_rows)
         self.summary.learned += len(idx)
         self.metrics.learned.inc(len(idx))
         return ok
+
+    def _replayed(
+        self, batch: DecodedBatch, idx: np.ndarray, rows: np.ndarray, offs: np.ndarray
+    ) -> np.ndarray:
+        """Which feedback is replayed input whose update is in the model state already: at or
+        before its model's learned-offset mark.  The mark counts offsets of the model's own
+        partition only; a key that also reaches another partition (a second producer with
+        another partitioner, or a Kafka key that differs from the body's key) is never taken
+        for a replay there, and its updates there do not move the mark."""
+        rows = rows[idx]
+        models = self.models
+        return (offs <= models.learned_offset[rows]) & (
+            models.partition[rows] == batch.partitions[idx])
 
     def _check_feedback(
         self, batch: DecodedBatch, messages: Sequence[Message], i: int, entry: Any,

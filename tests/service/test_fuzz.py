@@ -47,7 +47,7 @@ JSON_HOSTILE = st.one_of(
                                  "features": [1.0, 2.0, 3.0, 4.0]})[:cut],
               st.integers(1, 40)),  # truncated JSON
     st.builds(lambda depth: b'{"event_id":"h","key":"k2","features":[1,2,3,4],"x":'
-              + b"[" * depth + b"]" * depth + b"}", st.integers(600, 2000)),  # deep nesting
+              + b"[" * depth + b"]" * depth + b"}", st.integers(1000, 3000)),  # too deep
     st.builds(lambda bad: b'{"event_id": "h-nan", "key": "k3", "features": [1.0, '
               + bad + b", 0, 0]}",
               st.sampled_from([b"NaN", b"Infinity", b"-Infinity", b"1e999"])),
@@ -102,11 +102,13 @@ def run_mixed(setup, kafka_config, read_all, fmt: str, hostile: list[bytes], whe
     summary = Service(config).run()  # returns: the service never stopped on its own
 
     valid_values = {v for _, v in good}
-    expected = Counter((r.partition, r.offset) for r in read_all(config.topics.input)
-                       if r.value not in valid_values)
+    bad = {(r.partition, r.offset): r.value for r in read_all(config.topics.input)
+           if r.value not in valid_values}
     letters = [parse_dead_letter(r.headers) for r in read_all(config.topics.dead_letter)]
     got = Counter((d.source_partition, d.source_offset) for d in letters)
-    assert got == expected  # each hostile message once, by its coordinates; nothing else
+    missing = [bad[c][:120] for c in bad if c not in got]
+    assert not missing, f"{len(missing)} hostile messages not dead-lettered: {missing[:5]}"
+    assert got == Counter(dict.fromkeys(bad, 1))  # each hostile message once, nothing else
     assert all(d.reason and d.error for d in letters)
     assert summary.aborts == 0 and sum(summary.dead_letters.values()) == len(hostile)
     predicted = predictions_by_event(read_all, config.topics.predictions)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from confluent_kafka import Producer
 
 from oml.codecs.events import Event
 from oml.replay import produce_events
@@ -28,3 +29,27 @@ def test_predictions_are_co_partitioned_with_murmur2_placed_input(setup, bootstr
               for r in read_all(config.topics.predictions)}
     assert len(set(source.values())) == 4  # the keys spread over every partition
     assert placed == source
+
+
+def test_a_key_that_reaches_a_second_partition_loses_no_feedback(setup, kafka_config):
+    """A stray record of a key in another partition, at a higher offset than the key's own
+    partition has reached, must not make the key's later feedback look replayed."""
+    config = setup(**{"model.algorithm": "pa"})
+    Service(config).run()
+    producer = Producer({**kafka_config, "linger.ms": 5})
+
+    def send(partition, body):
+        producer.produce(config.topics.input, json.dumps(body).encode(), b"k", partition=partition)
+
+    for i in range(50):  # other keys move partition 1 ahead
+        send(1, {"event_id": f"o{i}", "key": f"other-{i}", "features": [1.0, 0.0]})
+    send(1, {"event_id": "stray", "key": "k", "features": [1.0, 1.0]})
+    send(1, {"event_id": "stray", "key": "k", "label": True})
+    for i in range(20):
+        send(0, {"event_id": f"e{i}", "key": "k", "features": [float(i % 3), 1.0]})
+        send(0, {"event_id": f"e{i}", "key": "k", "label": i % 2 == 0})
+    assert producer.flush(30) == 0
+
+    summary = Service(config).run()
+
+    assert summary.learned == 21 and summary.duplicates == 0 and not summary.dead_letters
