@@ -80,6 +80,49 @@ def _wait_ready(port: int, service: subprocess.Popen, timeout: float = 120.0) ->
     raise TimeoutError("the service did not become ready")
 
 
+def _passthrough(bootstrap: str, topic: str, port: int) -> None:
+    """The baseline: a bare transactional consume -> produce loop (a prediction-shaped record
+    per event, a commit a second), with /readyz once assigned, so the same harness measures it."""
+    import http.server
+
+    ready = threading.Event()
+
+    class Ready(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if ready.is_set() else 503)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Ready)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{topic}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "isolation.level": "read_committed", "fetch.queue.backoff.ms": 10,
+                         "session.timeout.ms": 6000})
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"t-{topic}",
+                         "linger.ms": 10, "compression.type": "lz4"})
+    producer.init_transactions()
+    consumer.subscribe([topic], on_assign=lambda c, ps: ready.set())
+    out, last = f"{topic}.predictions", time.monotonic()
+    producer.begin_transaction()
+    while True:
+        for m in consumer.consume(10_000, 0.1):
+            if m.error() is None:
+                body = json.loads(m.value())
+                if "features" in body:
+                    producer.produce(out, json.dumps({
+                        "event_id": body["event_id"], "key": body["key"], "prediction": True,
+                        "event_timestamp": body["timestamp"]}).encode(), m.key())
+        if time.monotonic() - last >= 1.0:
+            producer.send_offsets_to_transaction(
+                consumer.position(consumer.assignment()), consumer.consumer_group_metadata())
+            producer.commit_transaction()
+            producer.begin_transaction()
+            last = time.monotonic()
+
+
 def _feed(bootstrap: str, topic: str, args: argparse.Namespace, stop: threading.Event) -> None:
     """Events at ``args.rate`` per second, timestamped when sent."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5,
@@ -135,19 +178,33 @@ def main() -> None:
     p.add_argument("--cache-cap", type=int, default=20_000)
     p.add_argument("--port", type=int, default=9464)
     p.add_argument("--out", type=Path,
-                   default=HERE / "soak" / f"soak-{dt.date.today().isoformat()}.json")
+                   default=None, help="default: benchmarks/soak/soak[-passthrough]-DATE.json")
+    p.add_argument("--passthrough", action="store_true",
+                   help="measure a bare consume->produce loop instead of oml (the baseline)")
+    p.add_argument("--serve-passthrough", nargs=2, metavar=("BOOTSTRAP", "TOPIC"),
+                   help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.serve_passthrough:
+        _passthrough(*args.serve_passthrough, args.port)
+        return
 
     with _cluster() as bootstrap:
         topic = f"soak-{uuid.uuid4().hex[:8]}"
         admin = AdminClient({"bootstrap.servers": bootstrap})
         admin.create_topics([NewTopic(topic, 4, -1)])[topic].result(30)
-        service = subprocess.Popen([
-            sys.executable, "-m", "oml.cli", "run", "--bootstrap-servers", bootstrap,
-            "--input", topic, "--group-id", f"g-{topic}", "--algorithm", "pa",
-            "--set", "kafka.instance_id=soak", "--set", f"metrics.port={args.port}",
-            "--set", f"cache.max_entries={args.cache_cap}", "--log-format", "json",
-        ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if args.passthrough:
+            admin.create_topics([NewTopic(f"{topic}.predictions", 4, -1)])[
+                f"{topic}.predictions"].result(30)
+            command = [sys.executable, __file__, "--serve-passthrough", bootstrap, topic,
+                       "--port", str(args.port)]
+        else:
+            command = [
+                sys.executable, "-m", "oml.cli", "run", "--bootstrap-servers", bootstrap,
+                "--input", topic, "--group-id", f"g-{topic}", "--algorithm", "pa",
+                "--set", "kafka.instance_id=soak", "--set", f"metrics.port={args.port}",
+                "--set", f"cache.max_entries={args.cache_cap}", "--log-format", "json",
+            ]
+        service = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         stop = threading.Event()
         latencies: list[float] = []
         threads = [threading.Thread(target=_feed, args=(bootstrap, topic, args, stop)),
@@ -168,8 +225,9 @@ def main() -> None:
                     "p50_ms": round(float(np.percentile(lat, 50)) * 1000, 1),
                     "p99_ms": round(float(np.percentile(lat, 99)) * 1000, 1),
                     "rss_mb": round(_rss_mb(service.pid), 1),
-                    "cache_entries": _metric(args.port, "oml_feature_cache_entries"),
-                    "models": _metric(args.port, "oml_models"),
+                    "cache_entries": None if args.passthrough else _metric(
+                        args.port, "oml_feature_cache_entries"),
+                    "models": None if args.passthrough else _metric(args.port, "oml_models"),
                 }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
@@ -192,6 +250,9 @@ def main() -> None:
         "p99_last_over_first": round(rows[-1]["p99_ms"] / rows[0]["p99_ms"], 2) if rows else None,
         "cache_cap": args.cache_cap,
     }
+    if args.out is None:
+        kind = "soak-passthrough" if args.passthrough else "soak"
+        args.out = HERE / "soak" / f"{kind}-{dt.date.today().isoformat()}.json"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("rss_slope_mb_per_min", "p99_last_over_first")}))
