@@ -53,7 +53,7 @@ JSON_HOSTILE = st.one_of(
               st.sampled_from([b"NaN", b"Infinity", b"-Infinity", b"1e999"])),
     st.builds(lambda wrong: _json({"event_id": "h-type", "key": "k4",
                                    "features": [1.0, 2.0, 3.0, 4.0], **wrong}),
-              st.sampled_from([{"event_id": [1, 2]}, {"event_id": 17}, {"event_id": {"a": 1}},
+              st.sampled_from([{"event_id": [1, 2]}, {"event_id": {"a": 1}},
                                {"features": "1,2,3,4"}, {"features": {"a": "b"}},
                                {"features": [[1.0], 2.0, 3.0, 4.0]}, {"label": [1, 2]},
                                {"label": {"a": True}}, {"timestamp": "yesterday"},
