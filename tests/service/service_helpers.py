@@ -38,5 +38,8 @@ def assert_same_models(got, expected):
         assert got[key].export_state() == model.export_state(), key
 
 
-def predictions_by_event(read_all, topic) -> Counter[Any]:
+def predictions_by_event(read_all, topic, codec: Any = None) -> Counter[Any]:
+    """How many predictions each event id has (JSON, or decoded by a ``PredictionCodec``)."""
+    if codec is not None:
+        return Counter(codec.decode(r.value).event_id for r in read_all(topic))
     return Counter(json.loads(r.value)["event_id"] for r in read_all(topic))

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from service_helpers import assert_same_models, changelog_models, offline, predictions_by_event
 
-from oml.codecs.events import Event, EventEncoder
+from oml.codecs.events import Event, EventCodec, EventEncoder
 from oml.kafka.deadletter import parse_dead_letter
 from oml.service import Service
 
@@ -111,7 +111,8 @@ def run_mixed(setup, kafka_config, read_all, fmt: str, hostile: list[bytes], whe
     assert got == Counter(dict.fromkeys(bad, 1))  # each hostile message once, nothing else
     assert all(d.reason and d.error for d in letters)
     assert summary.aborts == 0 and sum(summary.dead_letters.values()) == len(hostile)
-    predicted = predictions_by_event(read_all, config.topics.predictions)
+    codec = EventCodec.from_config(config).predictions
+    predicted = predictions_by_event(read_all, config.topics.predictions, codec)
     assert predicted == Counter({e.event_id: 1 for e in events if e.label is None})
     named = [Event(e.event_id, e.key, e.features and dict(zip(map(str, range(WIDTH)), e.features)),
                    e.label) for e in events]  # list features are named by position
