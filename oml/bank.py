@@ -39,9 +39,15 @@ def all_distinct(values: np.ndarray) -> bool:
 class BankPrediction:
     """Predictions for one wave, in the order of the rows given.
 
-    ``labels``: the predicted label per event (for regressors, the predicted value).
+    ``labels``: the predicted label per event (for regressors, the predicted value; None for
+    a classifier that knows no class yet).
     ``classes`` and ``proba``: for classifiers, the class list and an (n, len(classes)) matrix
-    of probabilities (0 for a class that event's model has not seen); None if not available.
+    of probabilities; None if not available.
+    ``known``: an (n, len(classes)) mask of the classes each event's own model knows, or None
+    when every model knows every class.  An event's probabilities are the entries its mask
+    keeps (the others are 0 and are not part of its prediction), so a key's output never
+    depends on the classes other keys of the bank have seen: a model that knows no class has
+    an empty distribution, one that knows one class gives it 1.0.
     ``score``: the raw decision value per event where the algorithm has one (binary margin or
     regression output), else None.
     """
@@ -50,6 +56,25 @@ class BankPrediction:
     classes: list[Label] | None = None
     proba: np.ndarray | None = None
     score: np.ndarray | None = None
+    known: np.ndarray | None = None
+
+    def probas(self) -> list[dict[Label, float]] | None:
+        """Each event's class-to-probability mapping, over its own model's classes.
+
+        >>> p = BankPrediction([None, "b"], ["a", "b"], np.array([[0.0, 0.0], [0.0, 1.0]]),
+        ...                    known=np.array([[False, False], [False, True]]))
+        >>> p.probas()
+        [{}, {'b': 1.0}]
+        """
+        if self.proba is None or self.classes is None:
+            return None
+        rows = self.proba.tolist()
+        if self.known is None:
+            return [dict(zip(self.classes, row, strict=True)) for row in rows]
+        return [
+            {c: v for c, v, k in zip(self.classes, row, mask, strict=True) if k}
+            for row, mask in zip(rows, self.known.tolist(), strict=True)
+        ]
 
 
 class Bank:
@@ -165,10 +190,14 @@ class LoopBank(Bank):
         classes = sorted({c for p in probas for c in p}, key=label_sort_key)
         index = {c: j for j, c in enumerate(classes)}
         proba = np.zeros((len(labels), len(classes)))
+        known = np.zeros((len(labels), len(classes)), bool)
         for i, p in enumerate(probas):
             for c, value in p.items():
                 proba[i, index[c]] = value
-        return BankPrediction(labels=labels, classes=classes, proba=proba)
+                known[i, index[c]] = True
+        return BankPrediction(
+            labels=labels, classes=classes, proba=proba, known=None if known.all() else known
+        )
 
     def learn(
         self, rows: np.ndarray, X: np.ndarray, y: Sequence[Any], xs: Sequence[Mapping] | None = None

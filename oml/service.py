@@ -383,6 +383,7 @@ class Service:
                 algorithm=self.algorithm, classes=first.classes,
                 proba=_stack([g[1].proba for g in group]),
                 score=_stack([g[1].score for g in group]),
+                known=_known([g[1] for g in group]),
             )
             for key, value in zip(keys, values, strict=True):
                 produce(topic, value, key)
@@ -873,6 +874,16 @@ def _same_classes(predicted: list[Predicted]) -> list[list[Predicted]]:
             groups.append([item])
             last = shape
     return groups
+
+
+def _known(parts: list[BankPrediction]) -> np.ndarray | None:
+    """The stages' known-class masks one after another (None if every model knows every class)."""
+    if all(p.known is None for p in parts):
+        return None
+    return np.concatenate([
+        np.ones((len(p.labels), len(p.classes or [])), np.bool_) if p.known is None else p.known
+        for p in parts
+    ])  # fmt: skip
 
 
 def _stack(parts: list[Any]) -> Any:

@@ -459,7 +459,13 @@ class ClassifierBank(LinearBank):
             proba[every, pos] = p
             proba[every, neg] = 1.0 - p
             labels = list(map(lookup.__getitem__, np.where(f > 0.0, pos, neg).tolist()))
-            return BankPrediction(labels=labels, classes=list(self.classes), proba=proba, score=f)
+            known = None
+            if K > 2:  # rows that know different pairs of classes
+                known = np.zeros((n, K), bool)
+                known[every, pos] = known[every, neg] = True
+            return BankPrediction(
+                labels=labels, classes=list(self.classes), proba=proba, score=f, known=known
+            )
 
         pred = np.full(n, -1, dtype=np.intp)
         score = np.full(n, np.nan)
@@ -488,7 +494,21 @@ class ClassifierBank(LinearBank):
             proba[i] = self._multi_proba(s, X[i], scores, known)
 
         labels = list(map(lookup.__getitem__, pred.tolist()))
-        return BankPrediction(labels=labels, classes=list(self.classes), proba=proba, score=score)
+        known = self._known_classes(rows, nlab, slot)
+        return BankPrediction(
+            labels=labels, classes=list(self.classes), proba=proba, score=score, known=known
+        )
+
+    def _known_classes(self, rows: np.ndarray, nlab: np.ndarray, slot: np.ndarray) -> Any:
+        """The classes each row knows (:attr:`BankPrediction.known`), None if all know all."""
+        n, K = len(rows), len(self.classes)
+        known = np.zeros((n, K), bool)
+        m = slot >= 0
+        known[m] = self._known[slot[m]]
+        for count, ids in ((1, self._neg), (2, self._pos)):
+            i = np.flatnonzero(~m & (nlab >= count))
+            known[i, ids[rows[i]]] = True
+        return None if known.all() else known
 
     def learn(
         self, rows: np.ndarray, X: np.ndarray, y: Sequence[Any], xs: Sequence[Mapping] | None = None
