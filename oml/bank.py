@@ -13,13 +13,25 @@ from typing import Any
 
 import numpy as np
 
-from oml.learner import InvalidInput, Label, Learner, ModelState, label_sort_key
+from oml.learner import (
+    InvalidInput,
+    Label,
+    Learner,
+    ModelState,
+    TooManyClasses,
+    check_label,
+    label_key,
+    label_sort_key,
+)
 
 
-def bank_for(template: Learner) -> Bank:
-    """The bank for many models like ``template``: its own fast one, or a :class:`LoopBank`."""
+def bank_for(template: Learner, max_classes: int | None = None) -> Bank:
+    """The bank for many models like ``template``: its own fast one, or a :class:`LoopBank`;
+    ``max_classes`` bounds the classes of each of its classifiers (:attr:`Bank.max_classes`)."""
     bank = type(template).make_bank(template)
-    return LoopBank(template) if bank is None else bank
+    bank = LoopBank(template) if bank is None else bank
+    bank.max_classes = max_classes
+    return bank
 
 
 def all_distinct(values: np.ndarray) -> bool:
@@ -88,7 +100,14 @@ class Bank:
 
     ``X`` has one row per event and one column per name in :attr:`features` (zeros where an event
     lacks a feature); ``xs`` are the same events as dicts, for banks that want them.
+
+    ``max_classes`` (None: no bound) bounds how many classes each classifier row may know:
+    :meth:`learn` refuses a label that would be one class too many with
+    :class:`~oml.learner.TooManyClasses` (the row unchanged).  A model loaded with more classes
+    keeps them, and still learns from them.
     """
+
+    max_classes: int | None = None
 
     def __init__(self, template: Learner) -> None:
         self.template = template
@@ -150,20 +169,25 @@ class LoopBank(Bank):
     def __init__(self, template: Learner) -> None:
         super().__init__(template)
         self._models: list[Any] = []
+        self._classes: list[set[tuple[bool, Label]] | None] = []  # per row, for max_classes
         self._free: list[int] = []
 
     def add(self, model: Learner | None = None) -> int:
         model = model if model is not None else self.template.clone()  # type: ignore[attr-defined]
+        classes = {label_key(c) for c in model.export_state().labels}
         if self._free:
             row = self._free.pop()
             self._models[row] = model
+            self._classes[row] = classes
         else:
             row = len(self._models)
             self._models.append(model)
+            self._classes.append(classes)
         return row
 
     def remove(self, row: int) -> None:
         self._models[row] = None
+        self._classes[row] = None
         self._free.append(row)
 
     def get(self, row: int) -> Learner:
@@ -203,9 +227,21 @@ class LoopBank(Bank):
         self, rows: np.ndarray, X: np.ndarray, y: Sequence[Any], xs: Sequence[Mapping] | None = None
     ) -> list[InvalidInput | None]:
         errors: list[InvalidInput | None] = []
+        bound = self.max_classes if hasattr(self.template, "predict_proba_one") else None
         for row, x, target in zip(rows, self._dicts(X, xs), y, strict=True):
             try:
+                new = None
+                if bound is not None:
+                    new = label_key(check_label(target))
+                    known = self._classes[row]
+                    assert known is not None
+                    if new in known:
+                        new = None
+                    elif len(known) >= bound:
+                        raise TooManyClasses(target, bound)
                 self._models[row].learn_one(x, target)
+                if new is not None:
+                    self._classes[row].add(new)  # type: ignore[union-attr]
                 errors.append(None)
             except InvalidInput as exc:
                 errors.append(exc)

@@ -133,10 +133,14 @@ class ModelConfig:
     Attributes:
         algorithm: an ``oml.algorithms`` entry-point name (``scw``, ``pa``, ``pa-regressor``...).
         params: constructor arguments, TOML table ``[model.params]``; checked by the registry.
+        max_classes: the most classes one key's model may know; feedback with a label that
+            would be one more is dead-lettered (``too_many_classes``), so no key's model grows
+            without bound from labels.
     """
 
     algorithm: str = field(default="scw", metadata={"min_len": 1})
     params: dict[str, Any] = field(default_factory=dict, metadata={"table": _PARAMS})
+    max_classes: int = field(default=1000, metadata={"min": 1})
 
 
 @dataclass(frozen=True)

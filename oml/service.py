@@ -98,6 +98,7 @@ class Service:
         template = self.registry.create(self.algorithm, dict(config.model.params))
         self.is_classifier = hasattr(template, "predict_proba_one")
         self.models = ModelStore(template, self.registry)
+        self.models.bank.max_classes = config.model.max_classes
         self.cache = FeatureCache(config.cache.ttl_ms, config.cache.max_entries)
         self.codec = EventCodec.from_config(config)
         self.topics = config.topics
