@@ -13,13 +13,25 @@ from typing import Any
 
 import numpy as np
 
-from oml.learner import InvalidInput, Label, Learner, ModelState, label_sort_key
+from oml.learner import (
+    InvalidInput,
+    Label,
+    Learner,
+    ModelState,
+    TooManyClasses,
+    check_label,
+    label_key,
+    label_sort_key,
+)
 
 
-def bank_for(template: Learner) -> Bank:
-    """The bank for many models like ``template``: its own fast one, or a :class:`LoopBank`."""
+def bank_for(template: Learner, max_classes: int | None = None) -> Bank:
+    """The bank for many models like ``template``: its own fast one, or a :class:`LoopBank`;
+    ``max_classes`` bounds the classes of each of its classifiers (:attr:`Bank.max_classes`)."""
     bank = type(template).make_bank(template)
-    return LoopBank(template) if bank is None else bank
+    bank = LoopBank(template) if bank is None else bank
+    bank.max_classes = max_classes
+    return bank
 
 
 def all_distinct(values: np.ndarray) -> bool:
@@ -39,9 +51,15 @@ def all_distinct(values: np.ndarray) -> bool:
 class BankPrediction:
     """Predictions for one wave, in the order of the rows given.
 
-    ``labels``: the predicted label per event (for regressors, the predicted value).
+    ``labels``: the predicted label per event (for regressors, the predicted value; None for
+    a classifier that knows no class yet).
     ``classes`` and ``proba``: for classifiers, the class list and an (n, len(classes)) matrix
-    of probabilities (0 for a class that event's model has not seen); None if not available.
+    of probabilities; None if not available.
+    ``known``: an (n, len(classes)) mask of the classes each event's own model knows, or None
+    when every model knows every class.  An event's probabilities are the entries its mask
+    keeps (the others are 0 and are not part of its prediction), so a key's output never
+    depends on the classes other keys of the bank have seen: a model that knows no class has
+    an empty distribution, one that knows one class gives it 1.0.
     ``score``: the raw decision value per event where the algorithm has one (binary margin or
     regression output), else None.
     """
@@ -50,6 +68,25 @@ class BankPrediction:
     classes: list[Label] | None = None
     proba: np.ndarray | None = None
     score: np.ndarray | None = None
+    known: np.ndarray | None = None
+
+    def probas(self) -> list[dict[Label, float]] | None:
+        """Each event's class-to-probability mapping, over its own model's classes.
+
+        >>> p = BankPrediction([None, "b"], ["a", "b"], np.array([[0.0, 0.0], [0.0, 1.0]]),
+        ...                    known=np.array([[False, False], [False, True]]))
+        >>> p.probas()
+        [{}, {'b': 1.0}]
+        """
+        if self.proba is None or self.classes is None:
+            return None
+        rows = self.proba.tolist()
+        if self.known is None:
+            return [dict(zip(self.classes, row, strict=True)) for row in rows]
+        return [
+            {c: v for c, v, k in zip(self.classes, row, mask, strict=True) if k}
+            for row, mask in zip(rows, self.known.tolist(), strict=True)
+        ]
 
 
 class Bank:
@@ -63,7 +100,14 @@ class Bank:
 
     ``X`` has one row per event and one column per name in :attr:`features` (zeros where an event
     lacks a feature); ``xs`` are the same events as dicts, for banks that want them.
+
+    ``max_classes`` (None: no bound) bounds how many classes each classifier row may know:
+    :meth:`learn` refuses a label that would be one class too many with
+    :class:`~oml.learner.TooManyClasses` (the row unchanged).  A model loaded with more classes
+    keeps them, and still learns from them.
     """
+
+    max_classes: int | None = None
 
     def __init__(self, template: Learner) -> None:
         self.template = template
@@ -125,20 +169,25 @@ class LoopBank(Bank):
     def __init__(self, template: Learner) -> None:
         super().__init__(template)
         self._models: list[Any] = []
+        self._classes: list[set[tuple[bool, Label]] | None] = []  # per row, for max_classes
         self._free: list[int] = []
 
     def add(self, model: Learner | None = None) -> int:
         model = model if model is not None else self.template.clone()  # type: ignore[attr-defined]
+        classes = {label_key(c) for c in model.export_state().labels}
         if self._free:
             row = self._free.pop()
             self._models[row] = model
+            self._classes[row] = classes
         else:
             row = len(self._models)
             self._models.append(model)
+            self._classes.append(classes)
         return row
 
     def remove(self, row: int) -> None:
         self._models[row] = None
+        self._classes[row] = None
         self._free.append(row)
 
     def get(self, row: int) -> Learner:
@@ -165,18 +214,34 @@ class LoopBank(Bank):
         classes = sorted({c for p in probas for c in p}, key=label_sort_key)
         index = {c: j for j, c in enumerate(classes)}
         proba = np.zeros((len(labels), len(classes)))
+        known = np.zeros((len(labels), len(classes)), bool)
         for i, p in enumerate(probas):
             for c, value in p.items():
                 proba[i, index[c]] = value
-        return BankPrediction(labels=labels, classes=classes, proba=proba)
+                known[i, index[c]] = True
+        return BankPrediction(
+            labels=labels, classes=classes, proba=proba, known=None if known.all() else known
+        )
 
     def learn(
         self, rows: np.ndarray, X: np.ndarray, y: Sequence[Any], xs: Sequence[Mapping] | None = None
     ) -> list[InvalidInput | None]:
         errors: list[InvalidInput | None] = []
+        bound = self.max_classes if hasattr(self.template, "predict_proba_one") else None
         for row, x, target in zip(rows, self._dicts(X, xs), y, strict=True):
             try:
+                new = None
+                if bound is not None:
+                    new = label_key(check_label(target))
+                    known = self._classes[row]
+                    assert known is not None
+                    if new in known:
+                        new = None
+                    elif len(known) >= bound:
+                        raise TooManyClasses(target, bound)
                 self._models[row].learn_one(x, target)
+                if new is not None:
+                    self._classes[row].add(new)  # type: ignore[union-attr]
                 errors.append(None)
             except InvalidInput as exc:
                 errors.append(exc)

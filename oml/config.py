@@ -144,12 +144,16 @@ class ModelConfig:
             ``len(messages.feature_names)`` if those are set, else restored from model state,
             else the length of the majority of the first lists (see
             :class:`oml.codecs.limits.FeatureWidth`).
+        max_classes: the most classes one key's model may know; feedback with a label that
+            would be one more is dead-lettered (``too_many_classes``), so no key's model grows
+            without bound from labels.
     """
 
     algorithm: str = field(default="scw", metadata={"min_len": 1})
     params: dict[str, Any] = field(default_factory=dict, metadata={"table": _PARAMS})
     max_features: int | None = field(default=1_000, metadata={"min": 1})
     n_features: int | None = field(default=None, metadata={"min": 1})
+    max_classes: int = field(default=1000, metadata={"min": 1})
 
 
 @dataclass(frozen=True)

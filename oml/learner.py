@@ -33,6 +33,22 @@ class InvalidInput(ValueError):
         self.reason = reason
 
 
+class TooManyClasses(InvalidInput):
+    """A label that would give a model more classes than the bank allows (``max_classes``).
+
+    The event is refused and the model left as it was; the service dead-letters it with reason
+    ``too_many_classes``.  Labels the model already knows are still learned from.
+    """
+
+    def __init__(self, label: Label, max_classes: int) -> None:
+        shown = repr(label) if len(repr(label)) <= 80 else repr(label)[:77] + "..."
+        super().__init__(
+            f"label {shown} would be class {max_classes + 1} of a model allowed {max_classes}",
+            "too_many_classes",
+        )
+        self.max_classes = max_classes
+
+
 class StateError(ValueError):
     """Model state bytes or a state record that cannot be turned back into a model."""
 
@@ -139,6 +155,15 @@ def label_sort_key(label: Label) -> tuple[int, Any]:
     if isinstance(label, numbers.Real):
         return (1, float(label))
     return (2, str(label))
+
+
+def label_key(label: Label) -> tuple[bool, Label]:
+    """Dict key of a checked label: 1 and 1.0 are one class, True and 1 are two.
+
+    >>> label_key(1) == label_key(1.0), label_key(True) == label_key(1)
+    (True, False)
+    """
+    return (label.__class__ is bool, label)
 
 
 def check_label(y: Any) -> Label:

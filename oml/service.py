@@ -103,6 +103,7 @@ class Service:
         template = self.registry.create(self.algorithm, dict(config.model.params))
         self.is_classifier = hasattr(template, "predict_proba_one")
         self.models = ModelStore(template, self.registry)
+        self.models.bank.max_classes = config.model.max_classes
         self.cache = FeatureCache(config.cache.ttl_ms, config.cache.max_entries,
                                   max_lead_ms=round(config.cache.max_clock_lead_s * 1000))
         self.codec = EventCodec.from_config(config)
@@ -520,6 +521,7 @@ class Service:
                 algorithm=self.algorithm, classes=first.classes,
                 proba=_stack([g[1].proba for g in group]),
                 score=_stack([g[1].score for g in group]),
+                known=_known([g[1] for g in group]),
             )
             if headers is None:
                 for key, value in zip(keys, values, strict=True):
@@ -1064,6 +1066,16 @@ def _same_classes(predicted: list[Predicted]) -> list[list[Predicted]]:
             groups.append([item])
             last = shape
     return groups
+
+
+def _known(parts: list[BankPrediction]) -> np.ndarray | None:
+    """The stages' known-class masks one after another (None if every model knows every class)."""
+    if all(p.known is None for p in parts):
+        return None
+    return np.concatenate([
+        np.ones((len(p.labels), len(p.classes or [])), np.bool_) if p.known is None else p.known
+        for p in parts
+    ])  # fmt: skip
 
 
 def _stack(parts: list[Any]) -> Any:

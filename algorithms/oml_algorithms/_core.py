@@ -35,6 +35,7 @@ from oml.learner import (
     StateError,
     check_features,
     check_label,
+    label_key,
     label_sort_key,
 )
 
@@ -178,11 +179,6 @@ def check_values(x: Mapping, values: tuple) -> None:
         except OverflowError:
             pass
     check_x(x)
-
-
-def label_key(label: Label) -> tuple[bool, Label]:
-    """Dict key of a checked label: 1 and 1.0 are one class, True and 1 are two."""
-    return (label.__class__ is bool, label)
 
 
 def plain(value: Any) -> Any:

@@ -49,7 +49,15 @@ from typing import Any
 import numpy as np
 
 from oml.bank import Bank, BankPrediction, all_distinct
-from oml.learner import InvalidInput, Label, ModelState, check_label, check_target, label_sort_key
+from oml.learner import (
+    InvalidInput,
+    Label,
+    ModelState,
+    TooManyClasses,
+    check_label,
+    check_target,
+    label_sort_key,
+)
 from oml_algorithms._core import (
     _NUMBERS,
     NP,
@@ -379,8 +387,12 @@ class ClassifierBank(LinearBank):
         self.multi.insert_class(pos)
         self._known = np.insert(self._known, pos, False, axis=1)
 
-    def _class_ids(self, y: Sequence[Any], ok: np.ndarray, errors: list) -> np.ndarray:
-        """The union class of each label, adding new classes; a bad label refuses its event."""
+    def _class_ids(
+        self, rows: np.ndarray, y: Sequence[Any], ok: np.ndarray, errors: list
+    ) -> np.ndarray:
+        """The union class of each label, adding new classes; a bad label refuses its event,
+        and so does a new one for a row that has ``max_classes`` already (before the union
+        grows)."""
         ids = self._fast_ids(y)
         miss = np.flatnonzero((ids < 0) & ok).tolist()
         if not miss:
@@ -388,7 +400,10 @@ class ClassifierBank(LinearBank):
         checked = {}
         for i in miss:
             try:
-                checked[i] = check_label(y[i])
+                label = check_label(y[i])
+                if label_key(label) not in self._gid:
+                    self._check_room(int(rows[i]), label)
+                checked[i] = label
             except InvalidInput as exc:
                 errors[i] = exc
                 ok[i] = False
@@ -400,6 +415,12 @@ class ClassifierBank(LinearBank):
             ids[i] = self._gid[label_key(label)]
             self._gfast[(type(y[i]), y[i])] = int(ids[i])  # e.g. 1.0 for the class 1
         return ids
+
+    def _check_room(self, row: int, label: Label) -> None:
+        """Raise :class:`TooManyClasses` if ``row`` may not learn one more class."""
+        bound = self.max_classes
+        if bound is not None and self._nlab[row] >= bound:
+            raise TooManyClasses(label, bound)
 
     def _fast_ids(self, y: Sequence[Any]) -> np.ndarray:
         get = self._gfast.get
@@ -459,7 +480,13 @@ class ClassifierBank(LinearBank):
             proba[every, pos] = p
             proba[every, neg] = 1.0 - p
             labels = list(map(lookup.__getitem__, np.where(f > 0.0, pos, neg).tolist()))
-            return BankPrediction(labels=labels, classes=list(self.classes), proba=proba, score=f)
+            known = None
+            if K > 2:  # rows that know different pairs of classes
+                known = np.zeros((n, K), bool)
+                known[every, pos] = known[every, neg] = True
+            return BankPrediction(
+                labels=labels, classes=list(self.classes), proba=proba, score=f, known=known
+            )
 
         pred = np.full(n, -1, dtype=np.intp)
         score = np.full(n, np.nan)
@@ -488,7 +515,21 @@ class ClassifierBank(LinearBank):
             proba[i] = self._multi_proba(s, X[i], scores, known)
 
         labels = list(map(lookup.__getitem__, pred.tolist()))
-        return BankPrediction(labels=labels, classes=list(self.classes), proba=proba, score=score)
+        known = self._known_classes(rows, nlab, slot)
+        return BankPrediction(
+            labels=labels, classes=list(self.classes), proba=proba, score=score, known=known
+        )
+
+    def _known_classes(self, rows: np.ndarray, nlab: np.ndarray, slot: np.ndarray) -> Any:
+        """The classes each row knows (:attr:`BankPrediction.known`), None if all know all."""
+        n, K = len(rows), len(self.classes)
+        known = np.zeros((n, K), bool)
+        m = slot >= 0
+        known[m] = self._known[slot[m]]
+        for count, ids in ((1, self._neg), (2, self._pos)):
+            i = np.flatnonzero(~m & (nlab >= count))
+            known[i, ids[rows[i]]] = True
+        return None if known.all() else known
 
     def learn(
         self, rows: np.ndarray, X: np.ndarray, y: Sequence[Any], xs: Sequence[Mapping] | None = None
@@ -497,7 +538,7 @@ class ClassifierBank(LinearBank):
         if len(y) != len(rows):
             raise ValueError(f"{len(rows)} rows but {len(y)} labels")
         ok, errors = self._refuse_features(X, xs)
-        ids = self._class_ids(y, ok, errors)
+        ids = self._class_ids(rows, y, ok, errors)
 
         if (self._nlab[rows] == 2).all():  # the common case: binary rows, known labels
             neg, pos = self._neg[rows], self._pos[rows]
@@ -513,8 +554,18 @@ class ClassifierBank(LinearBank):
         knows = np.where(slot < 0, (g == self._neg[r]) | (g == self._pos[r]), False)
         m = slot >= 0
         knows[m] = self._known[slot[m], g[m]]
+        refused = []
         for j in np.flatnonzero(~knows).tolist():
+            try:
+                self._check_room(int(r[j]), self.classes[g[j]])
+            except TooManyClasses as exc:
+                errors[i[j]] = exc
+                refused.append(j)
+                continue
             self._row_add(int(r[j]), int(g[j]))
+        if refused:
+            i = np.delete(i, refused)
+            r, g = rows[i], ids[i]
 
         slot = self._slot[r]
         b, m = i[slot < 0], i[slot >= 0]

@@ -6,9 +6,10 @@ A prediction (JSON; Avro has the same fields, ``oml/schemas/prediction.avsc``)::
      "proba": {"false": 0.2, "true": 0.8}, "score": 1.386, "n_updates": 41,
      "event_timestamp": 1700000000000, "processed_timestamp": 1700000000123, "algorithm": "scw"}
 
-``proba`` maps each class, written as a string (``true``/``false`` for booleans), to its
-probability; it is null for regressors, and ``score`` is null where the algorithm has no
-decision value.  A metrics record (``metrics.avsc``)::
+``proba`` maps each class the key's model knows, written as a string (``true``/``false`` for
+booleans), to its probability (``{}`` before the model has seen a label); it is null for
+regressors, and ``score`` is null where the algorithm has no decision value.  A metrics record
+(``metrics.avsc``)::
 
     {"key": "user-7", "n": 1000, "window": 1000, "accuracy": 0.93, "mae": null, "rmse": null,
      "timestamp": 1700000000123, "algorithm": "scw"}
@@ -230,12 +231,14 @@ class PredictionCodec(_RecordCodec):
         classes: Sequence[Any] | None = None,
         proba: np.ndarray | None = None,
         score: np.ndarray | Sequence[float | None] | None = None,
+        known: np.ndarray | None = None,
     ) -> list[bytes]:
         """One message value per prediction, all arguments parallel (length n).
 
         ``predictions``: the predicted label or value per event (None: no prediction yet).
-        ``classes`` and ``proba``: the class list and an (n, len(classes)) matrix, as in
-        :class:`oml.bank.BankPrediction`; ``score``: (n,) decision values.  Both optional.
+        ``classes``, ``proba`` and ``known``: the class list, an (n, len(classes)) matrix and
+        the mask of the classes each event's model knows (None: all), as in
+        :class:`oml.bank.BankPrediction`; ``score``: (n,) decision values.  All optional.
         ``n_updates``: each model's update count; ``event_timestamps``: ms, negative for
         unknown (written as null); ``processed_timestamp``: ms, the same for the whole batch.
         """
@@ -245,7 +248,7 @@ class PredictionCodec(_RecordCodec):
         with gc_paused():
             return self._encode_batch(
                 event_ids, keys, predictions, n_updates, event_timestamps,
-                processed_timestamp, algorithm, classes, proba, score,
+                processed_timestamp, algorithm, classes, proba, score, known,
             )  # fmt: skip
 
     def _encode_batch(
@@ -260,6 +263,7 @@ class PredictionCodec(_RecordCodec):
         classes: Sequence[Any] | None,
         proba: np.ndarray | None,
         score: np.ndarray | Sequence[float | None] | None,
+        known: np.ndarray | None = None,
     ) -> list[bytes]:
         n = len(event_ids)
         stamps = np.asarray(event_timestamps, dtype=np.int64)
@@ -274,10 +278,11 @@ class PredictionCodec(_RecordCodec):
                 None if proba is None or names is None else np.asarray(proba, np.float64).tolist(),
                 None if score is None else np.asarray(score, np.float64).tolist(),
                 updates, ts, int(processed_timestamp), algorithm,
+                None if known is None else np.asarray(known, bool).tolist(),
             )  # fmt: skip
         probas: Any = repeat(None, n)
         if proba is not None and names is not None:
-            probas = self._probas(names, proba)
+            probas = self._probas(names, proba, known)
         scores: Any = repeat(None, n)
         if score is not None:
             array = np.asarray(score)
@@ -302,13 +307,24 @@ class PredictionCodec(_RecordCodec):
         )
         return self.encode_records(records)
 
-    def _probas(self, names: tuple[str, ...], proba: np.ndarray) -> list[Any]:
-        """One class-to-probability mapping per row.
+    def _probas(
+        self, names: tuple[str, ...], proba: np.ndarray, known: np.ndarray | None = None
+    ) -> list[Any]:
+        """One class-to-probability mapping per row, over the row's known classes.
 
         A struct type per class list (made once) is ten times quicker to fill than a dict and
         encodes to the same JSON object.
         """
         rows = np.asarray(proba, dtype=np.float64).tolist()
+        if known is None:
+            return self._fill(names, rows)
+        out = []
+        for row, mask in zip(rows, np.asarray(known, bool).tolist(), strict=True):
+            sub = tuple(n for n, k in zip(names, mask, strict=True) if k)
+            out.extend(self._fill(sub, [[v for v, k in zip(row, mask, strict=True) if k]]))
+        return out
+
+    def _fill(self, names: tuple[str, ...], rows: list[list[float]]) -> list[Any]:
         cache = self._proba_types
         if names not in cache:
             if len(cache) > 64:
@@ -345,6 +361,7 @@ def _avro_predictions(
     event_timestamps: list[int | None],
     processed_timestamp: int,
     algorithm: str,
+    known: list[list[bool]] | None = None,
 ) -> list[bytes]:
     """Prediction records in Avro binary (``prediction.avsc``), written by hand.
 
@@ -382,10 +399,16 @@ def _avro_predictions(
             if proba is None or classes is None:
                 parts.append(no_proba)
             else:
-                parts.append(block)
-                for name, value in zip(names, proba[i], strict=True):
-                    parts.append(name)
-                    parts.append(_DOUBLE(value))
+                mask = None if known is None else known[i]
+                if mask is None:
+                    parts.append(block)
+                else:
+                    count = sum(mask)
+                    parts.append(b"\x02" + (long_(count) if count else b""))
+                for j, (name, value) in enumerate(zip(names, proba[i], strict=True)):
+                    if mask is None or mask[j]:
+                        parts.append(name)
+                        parts.append(_DOUBLE(value))
                 parts.append(b"\x00")
             score = None if scores is None else scores[i]
             parts.append(b"\x00" if score is None else b"\x02" + _DOUBLE(score))
