@@ -571,7 +571,7 @@ class Service:
                     batch, messages, idx[inside], partner[inside], rows, X, offsets, pairs
                 )
                 idx = idx[~inside]
-        models, cache = self.models, self.cache
+        cache = self.cache
         pick = idx.tolist()
         ids = _take(batch.event_ids, pick)
         keys = _take(batch.keys, pick)
