@@ -63,6 +63,16 @@ def create_embedded_input(config: Config, bootstrap: str) -> None:
         admin.create_topics([NewTopic(name, EMBEDDED_INPUT_PARTITIONS)])[name].result(30)
 
 
+def create_embedded_topics(config: Config, bootstrap: str) -> None:
+    """The input topic and every topic of the service, on the embedded broker: the demo reads
+    the predictions topic from the start, so it must exist before the demo subscribes (a
+    consumer subscribed to a missing topic may only see it at its next metadata refresh)."""
+    create_embedded_input(config, bootstrap)
+    t = config.topics
+    topics.ensure_topics(admin_client(config, bootstrap), t.input, [t.models, t.cache],
+                         [t.predictions, t.metrics, t.dead_letter])
+
+
 def _needs_cluster(config: Config) -> str:
     if not config.kafka.bootstrap_servers:
         raise CommandError(
@@ -201,7 +211,7 @@ def demo_command(args: argparse.Namespace) -> int:
         if embedded:
             from oml.service import Service
 
-            create_embedded_input(config, bootstrap)
+            create_embedded_topics(config, bootstrap)
             service = Service(config, bootstrap_servers=bootstrap, metrics=metrics,
                               consumer_settings=EMBEDDED_CONSUMER)
             threading.Thread(target=service.run, daemon=True, name="oml-service").start()
@@ -268,6 +278,7 @@ def _show_accuracy(config: Config, bootstrap: str, labels_by_id: dict[str, Any],
                          "group.id": f"oml-demo-{time.time_ns()}",
                          "isolation.level": "read_committed", "auto.offset.reset": "earliest",
                          "enable.auto.commit": False, "fetch.queue.backoff.ms": 10,
+                         "topic.metadata.refresh.interval.ms": 2000,  # see a late topic soon
                          "logger": librdkafka_logger()})
     consumer.subscribe([config.topics.predictions])
     seen = correct = 0
