@@ -39,7 +39,7 @@ def reason_literals() -> list[tuple[str, str]]:
 
 def test_every_reason_given_is_in_the_catalogue() -> None:
     found = reason_literals()
-    assert any(r == "key_mismatch" for _, r in found)  # the scan sees the service's literals
+    assert found  # the scan sees reason literals (learners give theirs as strings)
     missing = [(where, r) for where, r in found if r not in set(Reason)]
     assert missing == []
 

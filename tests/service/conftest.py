@@ -6,6 +6,9 @@ import pytest
 
 from oml.config import load_config
 
+# Not a module to collect doctests from (see tests/conftest.py).
+collect_ignore = ["conftest.py"]
+
 TEST_CLIENT = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
 
 
