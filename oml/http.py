@@ -83,7 +83,7 @@ class _Server(ThreadingHTTPServer):
 
     def _refuse(self, request: socket.socket) -> None:
         self.health.refused += 1
-        log.warning("http_connection_refused", reason="max_connections",
+        log.warning("http_connection_refused", cause="max_connections",
                     max_connections=self.health.max_connections)
         try:
             request.settimeout(0.5)
