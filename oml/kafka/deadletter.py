@@ -3,7 +3,7 @@
 The dead-letter record keeps the original key and value exactly (``None`` stays ``None``) and
 the original headers in their order, then appends these headers (UTF-8 text):
 
-* ``oml.dlq.reason``: a snake_case reason: ``malformed_json``, ``missing_field``...
+* ``oml.dlq.reason``: a snake_case reason: ``malformed``, ``missing_field`` (:class:`oml.codecs.errors.Reason`)...
 * ``oml.dlq.error``: the human-readable error message
 * ``oml.dlq.source.topic``, ``oml.dlq.source.partition``, ``oml.dlq.source.offset``: where the
   message was read (partition and offset in decimal)
@@ -18,11 +18,11 @@ the input that failed again), they stay among the original headers; the ones app
 this dead letter's, as Kafka's "last header wins" convention reads them.
 
 >>> key, value, headers = dead_letter_record(
-...     b"k1", b"{oops", [("trace", b"abc")], reason="malformed_json", error="bad JSON",
+...     b"k1", b"{oops", [("trace", b"abc")], reason="malformed", error="bad JSON",
 ...     topic="events", partition=2, offset=41, timestamp_ms=1700000000000)
 >>> info = parse_dead_letter(headers)
 >>> info.reason, info.source_partition, info.source_offset, info.original_headers
-('malformed_json', 2, 41, [('trace', b'abc')])
+('malformed', 2, 41, [('trace', b'abc')])
 """
 
 from __future__ import annotations

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
+from oml.codecs.errors import Reason
 from oml.kafka.deadletter import (
     HEADER_REASON,
     DeadLetterFormatError,
-    Reason,
     dead_letter_record,
     parse_dead_letter,
     produce_dead_letter,
@@ -61,7 +61,7 @@ def test_round_trip_keeps_bytes_and_headers(
     messages = _consume_all(kafka_config, source, len(ORIGINALS))
 
     producer = Producer(kafka_config)
-    reasons = [Reason.MALFORMED_JSON, "missing_field", Reason.NOT_FINITE]
+    reasons = [Reason.MALFORMED, "missing_field", Reason.NOT_FINITE]
     before = int(time.time() * 1000)
     for message, reason in zip(messages, reasons, strict=True):
         produce_dead_letter(producer, dlq, message, reason, f"cannot use it: {reason}")
