@@ -174,7 +174,11 @@ class LoopBank(Bank):
 
     def add(self, model: Learner | None = None) -> int:
         model = model if model is not None else self.template.clone()  # type: ignore[attr-defined]
-        classes = {label_key(c) for c in model.export_state().labels}
+        try:  # the classes a restored model knows already
+            labels = model.export_state().labels
+        except NotImplementedError:  # a learner without state export starts from none
+            labels = []
+        classes = {label_key(c) for c in labels}
         if self._free:
             row = self._free.pop()
             self._models[row] = model

@@ -13,24 +13,19 @@ can build many services in one process. The loop updates it once per batch::
         while running:
             metrics.heartbeat()
             ...  # poll, predict, learn
-            metrics.record_batch(
-                seconds=elapsed,
-                events={"unlabeled": 412, "feedback": 88},
-                predicted=412,
-                learned=88,
-                event_latencies=latencies,
-            )
+            metrics.batch_latency.observe(elapsed)
+            metrics.count_events("unlabeled", 412)
+            metrics.predicted.inc(412)
 
 :class:`oml.http.HealthServer` serves ``/metrics``, ``/healthz`` and ``/readyz`` from a
 bounded pool of threads.
 
 Examples:
     >>> m = ServiceMetrics(process_metrics=False)
-    >>> m.record_batch(seconds=0.004, events={"unlabeled": 3}, predicted=3)
-    >>> m.dead_letter("decode_error")
-    >>> s = m.snapshot()
-    >>> s["events"]["unlabeled"], s["events"]["dead_letter"], s["predicted"], s["batches"]
-    (3, 1, 3, 1)
+    >>> m.count_events("unlabeled", 3)
+    >>> m.dead_letter("malformed")
+    >>> m.registry.get_sample_value("oml_dead_letters_total", {"reason": "malformed"})
+    1.0
     >>> m.is_ready
     False
 """

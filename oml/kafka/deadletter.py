@@ -3,7 +3,7 @@
 The dead-letter record keeps the original key and value exactly (``None`` stays ``None``) and
 the original headers in their order, then appends these headers (UTF-8 text):
 
-* ``oml.dlq.reason``: a snake_case reason: ``malformed``, ``missing_field`` (:class:`oml.codecs.errors.Reason`)...
+* ``oml.dlq.reason``: a snake_case reason (:class:`oml.codecs.errors.Reason`): ``malformed``...
 * ``oml.dlq.error``: the human-readable error message
 * ``oml.dlq.source.topic``, ``oml.dlq.source.partition``, ``oml.dlq.source.offset``: where the
   message was read (partition and offset in decimal)
