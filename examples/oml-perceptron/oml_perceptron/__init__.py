@@ -43,26 +43,46 @@ class Perceptron(base.Classifier, Learner):
     def n_updates(self) -> int:
         return self._n_updates
 
-    def _scores(self, x: dict) -> dict[object, float]:
-        return {
+    def _scores(self, x: dict) -> tuple[dict[object, float], float]:
+        """Each class's score, as (scores, scale): the true score is scores[c] · scale.
+
+        The scale is 1 unless a raw score overflows: with features near 1e160, w·x reaches
+        ±inf (and NaN where +inf meets -inf), which would make every probability NaN. Then the
+        scores are computed on w / max|w| and x / max|x|, which keeps them finite and in the
+        same order, and the scale carries the factor (itself possibly inf).
+        """
+        raw = {
             c: self._bias[c] + sum(w.get(f, 0.0) * v for f, v in x.items())
             for c, w in self._weights.items()
         }
+        if all(map(math.isfinite, raw.values())):
+            return raw, 1.0
+        sw = max((abs(v) for w in self._weights.values() for v in w.values()), default=0.0) or 1.0
+        sx = max((abs(v) for v in x.values()), default=0.0) or 1.0
+        scaled = {
+            c: self._bias[c] / sw / sx + sum((w.get(f, 0.0) / sw) * (v / sx) for f, v in x.items())
+            for c, w in self._weights.items()
+        }
+        return scaled, sw * sx
 
     def predict_proba_one(self, x: dict) -> dict:
         check_features(x)
-        scores = self._scores(x)
+        scores, scale = self._scores(x)
         if not scores:
             return {}
         top = max(scores.values())
-        # in label order, so the sum is the same however the classes were first met
-        exp = {c: math.exp(scores[c] - top) for c in sorted(scores, key=label_sort_key)}
+        # in label order, so the sum is the same however the classes were first met; a gap
+        # times an infinite scale is an infinitely worse class (0), a tie with the top stays 1
+        exp = {
+            c: 1.0 if scores[c] == top else math.exp((scores[c] - top) * scale)
+            for c in sorted(scores, key=label_sort_key)
+        }
         total = sum(exp.values())
         return {c: e / total for c, e in exp.items()}
 
     def predict_one(self, x: dict) -> object:
         check_features(x)
-        scores = self._scores(x)
+        scores, _ = self._scores(x)
         if not scores:
             return None
         # ties go to the lowest class in oml's label order
