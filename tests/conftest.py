@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from txlog import committed_offsets, read_batches
 
 from oml.kafka.broker import EmbeddedBroker
 
@@ -209,5 +210,27 @@ def read_all(kafka_config: dict[str, Any]) -> Callable[..., list[Record]]:
             return sorted(out, key=lambda r: (r.partition, r.offset))
         finally:
             consumer.close()
+
+    return read
+
+
+@pytest.fixture
+def read_committed(read_all: Callable[..., list[Record]], bootstrap_servers: str,
+                   embedded_broker: EmbeddedBroker | None) -> Callable[[str], list[Record]]:
+    """Helper: ``read_committed(topic) -> [Record]``, only what committed transactions wrote
+    (and what was written outside one).
+
+    On an external cluster that is what ``read_committed`` reads.  The embedded broker also
+    shows aborted records to ``read_committed`` readers, so there each partition's log is read
+    for its transaction markers (:mod:`txlog`) and the aborted and still-open records dropped.
+    """
+
+    def read(topic: str) -> list[Record]:
+        records = read_all(topic)
+        if embedded_broker is None:
+            return records
+        kept = {p: committed_offsets(read_batches(bootstrap_servers, topic, p))
+                for p in {r.partition for r in records}}
+        return [r for r in records if r.offset in kept[r.partition]]
 
     return read
