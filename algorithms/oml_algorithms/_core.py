@@ -27,7 +27,7 @@ from oml.learner import (
     label_sort_key,
 )
 
-TINY = 1e-12  # a step no larger than this is no step (spec §5)
+TINY = 1e-12  # an SCW step no larger than this is no step
 SQRT2 = math.sqrt(2.0)
 
 PY = SimpleNamespace(sqrt=math.sqrt, minimum=min, maximum=max)

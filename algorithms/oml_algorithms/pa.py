@@ -5,6 +5,10 @@ epsilon-insensitive (regression) loss zero: PA (``mode=0``), or paying a slack p
 (PA-I, ``mode=1``) or ``C·ξ²`` (PA-II, ``mode=2``).  With the defaults on binary data the
 classifier reproduces River's ``linear_model.PAClassifier(C=1, mode=1)`` and scikit-learn's
 ``PassiveAggressiveClassifier(C=1)``.
+
+The module holds the learners and, after them, their banks (:class:`PAClassifierBank`,
+:class:`PARegressorBank`): the same steps on many models at once, bit for bit (the bank
+machinery they build on is :mod:`oml_algorithms._bank`).
 """
 
 from __future__ import annotations

@@ -3,11 +3,14 @@
 The weights are a Gaussian N(μ, Σ), starting at μ = 0, Σ = a·I.  An event with margin
 ``m = y·μ·x`` and variance ``v = xᵀΣx`` updates the model when ``m < φ√v`` (φ = Φ⁻¹(η)):
 ``μ += α·y·Σx`` and ``Σ -= β(Σx)(Σx)ᵀ``, with α from SCW-I (``mode=1``, penalty C·ℓ) or SCW-II
-(``mode=2``, penalty C·ℓ²).  The formulas are those of the spec (§2), cross-checked against
-LIBOL and JSAT.
+(``mode=2``, penalty C·ℓ²).  The formulas are the paper's, cross-checked against LIBOL and
+JSAT.
+
+The module holds the learner and, after it, its bank (:class:`SCWBank`): the same steps on many
+models at once, bit for bit (the bank machinery it builds on is :mod:`oml_algorithms._bank`).
 """
 
-# ruff: noqa: RUF002, RUF003  (the docs use the spec's Greek letters)
+# ruff: noqa: RUF002, RUF003  (the docs use the paper's Greek letters)
 
 from __future__ import annotations
 
@@ -81,13 +84,14 @@ class SCWClassifier(LinearClassifier, base.Classifier):
 
     Binary while it knows at most two classes (the greater class in ``label_sort_key`` order is
     the positive one; it is predicted when ``μ·x > 0``).  From three classes on it keeps a mean
-    and a covariance per class and makes the single-constraint max-score update (spec §2,
-    option A): the true class ``r`` against the best other class ``s``, ``m = μ_r·x - μ_s·x``,
-    ``v = xᵀΣ_r x + xᵀΣ_s x``, α and β from the binary formulas, ``μ_r += αΣ_r x``,
-    ``μ_s -= αΣ_s x`` and both covariances shrink by β.  When a third class appears the binary
-    model becomes ``μ_neg = -μ/2, μ_pos = μ/2, Σ_neg = Σ_pos = Σ/2`` (margin and variance
-    between the two classes unchanged), except that a feature the model has never seen keeps
-    variance ``a`` in both rows, and the new class starts at ``μ = 0, Σ = a·I``.
+    and a covariance per class and makes the single-constraint max-score update (as multiclass
+    PA does): the true class ``r`` against the best other class ``s``,
+    ``m = μ_r·x - μ_s·x``, ``v = xᵀΣ_r x + xᵀΣ_s x``, α and β from the binary formulas,
+    ``μ_r += αΣ_r x``, ``μ_s -= αΣ_s x`` and both covariances shrink by β.  When a third
+    class appears the binary model becomes ``μ_neg = -μ/2, μ_pos = μ/2, Σ_neg = Σ_pos = Σ/2``
+    (margin and variance between the two classes unchanged), except that a feature the model
+    has never seen keeps variance ``a`` in both rows, and the new class starts at
+    ``μ = 0, Σ = a·I``.
 
     ``predict_proba_one``: binary, P(positive) = Φ(μ·x/√v).  Multiclass, each class against
     its strongest rival, q_j = Φ((μ_j·x - μ_rival·x)/√(v_j + v_rival)), normalised to sum to 1
