@@ -35,7 +35,7 @@ def bank_for(template: Learner, max_classes: int | None = None) -> Bank:
 
 
 def all_distinct(values: np.ndarray) -> bool:
-    """No integer twice (a wave's rows, a batch's positions); sorting beats np.unique's
+    """No integer twice (a stage's rows, a batch's positions); sorting beats np.unique's
     hashing at these sizes.
 
     >>> all_distinct(np.array([3, 1, 2])), all_distinct(np.array([3, 1, 3]))
@@ -49,7 +49,7 @@ def all_distinct(values: np.ndarray) -> bool:
 
 @dataclass
 class BankPrediction:
-    """Predictions for one wave, in the order of the rows given.
+    """Predictions for one stage, in the order of the rows given.
 
     ``labels``: the predicted label per event (for regressors, the predicted value; None for
     a classifier that knows no class yet).

@@ -166,10 +166,30 @@ def label_key(label: Label) -> tuple[bool, Label]:
     return (label.__class__ is bool, label)
 
 
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds; anything else as it is.  (The one place oml
+    turns numpy scalars into Python ones: labels, predictions, parameters, digests.)
+
+    >>> plain(np.float64(0.5)), plain(np.bool_(True)), plain("x")
+    (0.5, True, 'x')
+    """
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def plain_param(value: Any) -> Any:
+    """A parameter value as plain data: numpy scalars as Python ones, tuples and lists as lists.
+
+    >>> plain_param((np.int64(1), [np.float64(2.0)]))
+    [1, [2.0]]
+    """
+    if isinstance(value, list | tuple):
+        return [plain_param(v) for v in value]
+    return plain(value)
+
+
 def check_label(y: Any) -> Label:
     """A label a classifier can take: a bool, an int, a finite float or a string."""
-    if isinstance(y, np.generic):
-        y = y.item()
+    y = plain(y)
     if isinstance(y, bool | int | str):
         return y
     if isinstance(y, float) and math.isfinite(y):
@@ -179,8 +199,7 @@ def check_label(y: Any) -> Label:
 
 def check_target(y: Any) -> float:
     """A regression target: a finite number (not a bool)."""
-    if isinstance(y, np.generic):
-        y = y.item()
+    y = plain(y)
     if isinstance(y, bool) or not isinstance(y, numbers.Real) or not math.isfinite(y):
         raise InvalidInput(f"target {y!r} is not a finite number", "bad_label")
     return float(y)

@@ -5,30 +5,41 @@ epsilon-insensitive (regression) loss zero: PA (``mode=0``), or paying a slack p
 (PA-I, ``mode=1``) or ``C·ξ²`` (PA-II, ``mode=2``).  With the defaults on binary data the
 classifier reproduces River's ``linear_model.PAClassifier(C=1, mode=1)`` and scikit-learn's
 ``PassiveAggressiveClassifier(C=1)``.
+
+The module holds the learners and, after them, their banks (:class:`PAClassifierBank`,
+:class:`PARegressorBank`): the same steps on many models at once, bit for bit (the bank
+machinery they build on is :mod:`oml_algorithms._bank`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from river import base
 
-from oml.bank import Bank
-from oml.learner import check_target
+from oml.bank import BankPrediction
+from oml.learner import InvalidInput, check_target
+from oml_algorithms._bank import LinearBank
+from oml_algorithms._classifier_bank import ClassifierBank
 from oml_algorithms._core import (
+    NP,
+    NUMBERS,
     PY,
-    LinearClassifier,
-    LinearModel,
     check_choice,
     check_number,
     halves,
     sigmoid,
+    sigmoid_many,
     softmax,
+    softmax_many,
 )
+from oml_algorithms._linear import LinearClassifier, LinearModel
 
-__all__ = ["PAClassifier", "PARegressor", "tau"]
+__all__ = ["PAClassifier", "PAClassifierBank", "PARegressor", "PARegressorBank", "tau"]
 
 BIASES = ("intercept", "feature", "none")
 
@@ -204,9 +215,7 @@ class PAClassifier(LinearClassifier, base.Classifier):
             self._w, self._b = w[0], float(b[0])
 
     @classmethod
-    def make_bank(cls, template: Any) -> Bank:
-        from oml_algorithms.bank import PAClassifierBank
-
+    def make_bank(cls, template: Any) -> PAClassifierBank:
         return PAClassifierBank(template)
 
 
@@ -304,7 +313,153 @@ class PARegressor(LinearModel, base.Regressor):
         self._b = float(arrays["b"][0]) if self._intercept else 0.0
 
     @classmethod
-    def make_bank(cls, template: Any) -> Bank:
-        from oml_algorithms.bank import PARegressorBank
-
+    def make_bank(cls, template: Any) -> PARegressorBank:
         return PARegressorBank(template)
+
+# ------------------------------------------------------------------------------------------------
+# the banks: many models as rows, the same arithmetic on arrays (see :mod:`oml_algorithms._bank`)
+
+
+class PAClassifierBank(ClassifierBank):
+    """:class:`PAClassifier` models as rows (see :mod:`oml_algorithms._bank`)."""
+
+    odd = {"w": True, "b": True}
+
+    def __init__(self, template: Any) -> None:
+        super().__init__(template)
+        self.intercept = template.bias == "intercept"
+
+    def _binary_scores(self, rows: np.ndarray, X: np.ndarray) -> np.ndarray:
+        d = self.rows.data
+        return np.vecdot(d["w"][rows, : X.shape[1]], X) + d["b"][rows]
+
+    def _binary_proba(self, rows: np.ndarray, X: np.ndarray, f: np.ndarray) -> np.ndarray:
+        return sigmoid_many(f)
+
+    def _learn_binary(self, rows: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        p, d = self.proto, self.rows.data
+        loss = 1.0 - y * self._binary_scores(rows, X)
+        sq = np.vecdot(X, X)
+        ok = (loss > 0.0) & ~_skip_zero(sq, p.mode, self.intercept)
+        i = np.flatnonzero(ok)
+        if not len(i):
+            return ok
+        with np.errstate(over="ignore"):
+            t = tau(loss[i], sq[i], p.mode, p.C, NP)
+        i, t = _finite_steps(ok, i, t)
+        step = t * y[i]
+        d["w"][rows[i], : X.shape[1]] += step[:, None] * X[i]
+        if self.intercept:
+            d["b"][rows[i]] += step
+        return ok
+
+    def _multi_scores(self, slots: np.ndarray, X: np.ndarray) -> np.ndarray:
+        d = self.multi.data
+        return np.vecdot(d["w"][slots, :, : X.shape[1]], X[:, None, :]) + d["b"][slots]
+
+    def _multi_proba(
+        self, slots: np.ndarray, X: np.ndarray, scores: np.ndarray, known: np.ndarray
+    ) -> np.ndarray:
+        return softmax_many(scores, known)
+
+    def _learn_multi(self, slots: np.ndarray, X: np.ndarray, r: np.ndarray) -> np.ndarray:
+        p, d = self.proto, self.multi.data
+        scores = self._multi_scores(slots, X)
+        s = self._rival(slots, scores, r)
+        n = np.arange(len(r))
+        loss = 1.0 - (scores[n, r] - scores[n, s])
+        sq = np.vecdot(X, X)
+        ok = (loss > 0.0) & ~_skip_zero(sq, p.mode, self.intercept)
+        i = np.flatnonzero(ok)
+        if not len(i):
+            return ok
+        with np.errstate(over="ignore"):
+            t = tau(loss[i], 2.0 * sq[i], p.mode, p.C, NP)
+        i, t = _finite_steps(ok, i, t)
+        step = t[:, None] * X[i]
+        D = X.shape[1]
+        d["w"][slots[i], r[i], :D] += step
+        d["w"][slots[i], s[i], :D] -= step
+        if self.intercept:
+            d["b"][slots[i], r[i]] += t
+            d["b"][slots[i], s[i]] -= t
+        return ok
+
+
+class PARegressorBank(LinearBank):
+    """:class:`PARegressor` models as rows (see :mod:`oml_algorithms._bank`)."""
+
+    def __init__(self, template: Any) -> None:
+        super().__init__(template)
+        self.intercept = template.bias == "intercept"
+
+    def _predict(self, rows: np.ndarray, X: np.ndarray) -> np.ndarray:
+        d = self.rows.data
+        return np.vecdot(d["w"][rows, : X.shape[1]], X) + d["b"][rows]
+
+    def predict(
+        self, rows: np.ndarray, X: np.ndarray, xs: Sequence[Mapping] | None = None
+    ) -> BankPrediction:
+        rows, X = self._stage(rows, X)
+        p = self._predict(rows, X)
+        return BankPrediction(labels=p.tolist(), score=p)
+
+    def learn(
+        self, rows: np.ndarray, X: np.ndarray, y: Sequence[Any], xs: Sequence[Mapping] | None = None
+    ) -> list[InvalidInput | None]:
+        rows, X = self._stage(rows, X, learn=True)
+        if len(y) != len(rows):
+            raise ValueError(f"{len(rows)} rows but {len(y)} targets")
+        ok, errors = self._refuse_features(X, xs)
+        target = _targets(y, ok, errors)
+        i = np.flatnonzero(ok)
+        rows, X, target = rows[i], X[i], target[i]
+
+        p, d = self.proto, self.rows.data
+        pred = self._predict(rows, X)
+        loss = np.abs(target - pred) - p.eps
+        sq = np.vecdot(X, X)
+        ok = (loss > 0.0) & ~_skip_zero(sq, p.mode, self.intercept)
+        j = np.flatnonzero(ok)
+        with np.errstate(over="ignore"):
+            step = tau(loss[j], sq[j], p.mode, p.C, NP)
+        j, step = _finite_steps(ok, j, step)
+        step = np.where(target[j] - pred[j] < 0.0, -step, step)
+        d["w"][rows[j], : X.shape[1]] += step[:, None] * X[j]
+        if self.intercept:
+            d["b"][rows[j]] += step
+        self._updates[rows[j]] += 1
+        return errors
+
+
+def _targets(y: Sequence[Any], ok: np.ndarray, errors: list) -> np.ndarray:
+    """The targets as floats; a bad one refuses its event (``ok`` and ``errors`` updated)."""
+    target = None
+    if NUMBERS.issuperset(map(type, y)):
+        with contextlib.suppress(OverflowError):
+            target = np.array(y, dtype=np.float64)
+    if target is None or not np.isfinite(target[ok]).all():
+        target = np.zeros(len(y))
+        for i in np.flatnonzero(ok).tolist():
+            try:
+                target[i] = check_target(y[i])
+            except InvalidInput as exc:
+                ok[i], errors[i] = False, exc
+    return target
+
+
+def _skip_zero(sq: np.ndarray, mode: int, intercept: bool) -> np.ndarray:
+    """Where ``‖x‖² = 0`` leaves nothing to update (PA-II with an intercept still moves b), as
+    the one-model ``sq == 0.0 and (mode != 2 or not intercept)``."""
+    if mode == 2 and intercept:
+        return np.zeros(len(sq), bool)
+    return sq == 0.0
+
+
+def _finite_steps(ok: np.ndarray, i: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop the events whose PA step overflowed (as the single models do)."""
+    finite = np.isfinite(t)
+    if finite.all():
+        return i, t
+    ok[i[~finite]] = False
+    return i[finite], t[finite]

@@ -3,11 +3,14 @@
 The weights are a Gaussian N(μ, Σ), starting at μ = 0, Σ = a·I.  An event with margin
 ``m = y·μ·x`` and variance ``v = xᵀΣx`` updates the model when ``m < φ√v`` (φ = Φ⁻¹(η)):
 ``μ += α·y·Σx`` and ``Σ -= β(Σx)(Σx)ᵀ``, with α from SCW-I (``mode=1``, penalty C·ℓ) or SCW-II
-(``mode=2``, penalty C·ℓ²).  The formulas are those of the spec (§2), cross-checked against
-LIBOL and JSAT.
+(``mode=2``, penalty C·ℓ²).  The formulas are the paper's, cross-checked against LIBOL and
+JSAT.
+
+The module holds the learner and, after it, its bank (:class:`SCWBank`): the same steps on many
+models at once, bit for bit (the bank machinery it builds on is :mod:`oml_algorithms._bank`).
 """
 
-# ruff: noqa: RUF002, RUF003  (the docs use the spec's Greek letters)
+# ruff: noqa: RUF002, RUF003  (the docs use the paper's Greek letters)
 
 from __future__ import annotations
 
@@ -18,20 +21,24 @@ from typing import Any
 import numpy as np
 from river import base
 
-from oml.bank import Bank
 from oml.learner import StateError
+from oml_algorithms._bank import Arrays, Kind
+from oml_algorithms._classifier_bank import ClassifierBank
 from oml_algorithms._core import (
+    NP,
     PY,
     TINY,
-    LinearClassifier,
     check_choice,
     check_number,
     halves,
     probit,
+    probit_many,
     rival_proba,
+    rival_proba_many,
 )
+from oml_algorithms._linear import LinearClassifier
 
-__all__ = ["SCWClassifier", "scw_alpha", "scw_beta", "split_sigma"]
+__all__ = ["SCWBank", "SCWClassifier", "scw_alpha", "scw_beta", "split_sigma"]
 
 COVARIANCES = ("auto", "full", "diagonal")
 BIASES = ("feature", "none")
@@ -77,13 +84,14 @@ class SCWClassifier(LinearClassifier, base.Classifier):
 
     Binary while it knows at most two classes (the greater class in ``label_sort_key`` order is
     the positive one; it is predicted when ``μ·x > 0``).  From three classes on it keeps a mean
-    and a covariance per class and makes the single-constraint max-score update (spec §2,
-    option A): the true class ``r`` against the best other class ``s``, ``m = μ_r·x - μ_s·x``,
-    ``v = xᵀΣ_r x + xᵀΣ_s x``, α and β from the binary formulas, ``μ_r += αΣ_r x``,
-    ``μ_s -= αΣ_s x`` and both covariances shrink by β.  When a third class appears the binary
-    model becomes ``μ_neg = -μ/2, μ_pos = μ/2, Σ_neg = Σ_pos = Σ/2`` (margin and variance
-    between the two classes unchanged), except that a feature the model has never seen keeps
-    variance ``a`` in both rows, and the new class starts at ``μ = 0, Σ = a·I``.
+    and a covariance per class and makes the single-constraint max-score update (as multiclass
+    PA does): the true class ``r`` against the best other class ``s``,
+    ``m = μ_r·x - μ_s·x``, ``v = xᵀΣ_r x + xᵀΣ_s x``, α and β from the binary formulas,
+    ``μ_r += αΣ_r x``, ``μ_s -= αΣ_s x`` and both covariances shrink by β.  When a third
+    class appears the binary model becomes ``μ_neg = -μ/2, μ_pos = μ/2, Σ_neg = Σ_pos = Σ/2``
+    (margin and variance between the two classes unchanged), except that a feature the model
+    has never seen keeps variance ``a`` in both rows, and the new class starts at
+    ``μ = 0, Σ = a·I``.
 
     ``predict_proba_one``: binary, P(positive) = Φ(μ·x/√v).  Multiclass, each class against
     its strongest rival, q_j = Φ((μ_j·x - μ_rival·x)/√(v_j + v_rival)), normalised to sum to 1
@@ -156,7 +164,7 @@ class SCWClassifier(LinearClassifier, base.Classifier):
         self._phi = NormalDist().inv_cdf((0.75 if mode == 1 else 0.90) if eta is None else eta)
         self._init_columns(1 if bias == "feature" else 0)
         self._init_labels(classes)
-        self._full = self._full_for(0)
+        self._full = self.full_for(0)
         D = self._n_bias
         if self._multi:
             self._mus = np.zeros((len(self._labels), D))
@@ -165,10 +173,16 @@ class SCWClassifier(LinearClassifier, base.Classifier):
             self._mu = np.zeros(D)
             self._sigma = self._prior(D)
 
-    def _full_for(self, n_features: int) -> bool:
+    def full_for(self, n_features: int) -> bool:
+        """Whether a model with ``n_features`` features keeps the full covariance."""
         if self.covariance == "auto":
             return n_features <= type(self).auto_full_max
         return self.covariance == "full"
+
+    @property
+    def phi(self) -> float:
+        """φ = Φ⁻¹(η), the margin a confident prediction must reach, in units of √v."""
+        return self._phi
 
     def _prior(self, D: int) -> np.ndarray:
         """The covariance of a fresh class: a·I (or its diagonal)."""
@@ -273,7 +287,7 @@ class SCWClassifier(LinearClassifier, base.Classifier):
         else:
             self._mu = np.pad(self._mu, (0, n_new))
             self._sigma = self._grow_sigma(self._sigma, n_new)
-        if self._full and not self._full_for(len(self._names)):
+        if self._full and not self.full_for(len(self._names)):
             self._full = False
             if self._multi:
                 self._sigmas = np.diagonal(self._sigmas, axis1=-2, axis2=-1).copy()
@@ -300,7 +314,7 @@ class SCWClassifier(LinearClassifier, base.Classifier):
     def _array_shapes(self) -> dict[str, tuple[int, ...]]:
         rows = len(self._labels) if self._multi else 1
         D = self._n_bias + len(self._names)
-        full = self._full_for(len(self._names))
+        full = self.full_for(len(self._names))
         return {"mu": (rows, D), "sigma": (rows, D, D) if full else (rows, D)}
 
     def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
@@ -317,7 +331,121 @@ class SCWClassifier(LinearClassifier, base.Classifier):
             self._mu, self._sigma = mu[0], sigma[0]
 
     @classmethod
-    def make_bank(cls, template: Any) -> Bank:
-        from oml_algorithms.bank import SCWBank
-
+    def make_bank(cls, template: Any) -> SCWBank:
         return SCWBank(template)
+
+# ------------------------------------------------------------------------------------------------
+# the bank: many models as rows, the same arithmetic on arrays (see :mod:`oml_algorithms._bank`)
+
+
+class SCWBank(ClassifierBank):
+    """:class:`SCWClassifier` models as rows (see :mod:`oml_algorithms._bank`)."""
+
+    odd = {"mu": True, "sigma": False}
+
+    def __init__(self, template: Any) -> None:
+        self.full = template.full_for(0)
+        super().__init__(template)
+
+    def _kinds(self) -> dict[str, Kind]:
+        return {"mu": (1, "zero"), "sigma": (2, "aI") if self.full else (1, "a")}
+
+    def _split(self, row: int, width: int) -> dict[str, tuple[Any, Any]]:
+        mu = self.rows.get("mu", (row,), width)
+        sigma = split_sigma(self.rows.get("sigma", (row,), width), mu, self.rows.a)
+        return {"mu": halves(mu, odd=True), "sigma": (sigma, sigma)}
+
+    def _grow(self, n_features: int) -> None:
+        super()._grow(n_features)
+        if self.full and not self.proto.full_for(n_features):
+            self.full = False  # "auto" past its limit: every row keeps only its variances
+            for store in self._stores():
+                store.to_diagonal("sigma")
+
+    def _sx(self, sigma: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """Σx per event; ``sigma`` has one covariance (or a stack of them) per row of X."""
+        if self.full:
+            return np.vecdot(sigma, X.reshape(X.shape[:1] + (1,) * (sigma.ndim - 2) + X.shape[1:]))
+        return sigma * X.reshape(X.shape[:1] + (1,) * (sigma.ndim - 2) + X.shape[1:])
+
+    def _cov(self, store: Arrays, lead: tuple, D: int) -> np.ndarray:
+        return store.data["sigma"][lead + (slice(0, D),) * (2 if self.full else 1)]
+
+    def _shrink(
+        self,
+        sigma: np.ndarray,
+        sx: np.ndarray,
+        X: np.ndarray,
+        alpha: np.ndarray,
+        beta: np.ndarray,
+        ru: np.ndarray,
+    ) -> np.ndarray:
+        if self.full:
+            return sigma - beta[:, None, None] * (sx[:, :, None] * sx[:, None, :])
+        return sigma / (1.0 + (alpha * self.proto.phi / ru)[:, None] * (sx * X))
+
+    def _alpha(self, m: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = self.proto
+        with np.errstate(all="ignore"):
+            ok = (v > 0.0) & (p.phi * np.sqrt(v) - m > 0.0)
+            alpha = scw_alpha(m, v, p.mode, p.C, p.phi, NP)
+        return alpha, ok & (alpha > TINY)
+
+    def _binary_scores(self, rows: np.ndarray, X: np.ndarray) -> np.ndarray:
+        return np.vecdot(self.rows.data["mu"][rows, : X.shape[1]], X)
+
+    def _binary_proba(self, rows: np.ndarray, X: np.ndarray, f: np.ndarray) -> np.ndarray:
+        v = np.vecdot(X, self._sx(self._cov(self.rows, (rows,), X.shape[1]), X))
+        return probit_many(f, v)
+
+    def _learn_binary(self, rows: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        D, mu = X.shape[1], self.rows.data["mu"]
+        m = y * self._binary_scores(rows, X)
+        sigma = self._cov(self.rows, (rows,), D)
+        sx = self._sx(sigma, X)
+        v = np.vecdot(X, sx)
+        alpha, ok = self._alpha(m, v)
+        i = np.flatnonzero(ok)
+        if not len(i):
+            return ok
+        alpha, sx, Xi = alpha[i], sx[i], X[i]
+        ru, beta = scw_beta(alpha, v[i], self.proto.phi, NP)
+        mu[rows[i], :D] += (alpha * y[i])[:, None] * sx
+        self.rows.data["sigma"][(rows[i],) + (slice(0, D),) * (sigma.ndim - 1)] = self._shrink(
+            sigma[i], sx, Xi, alpha, beta, ru
+        )
+        return ok
+
+    def _multi_scores(self, slots: np.ndarray, X: np.ndarray) -> np.ndarray:
+        return np.vecdot(self.multi.data["mu"][slots, :, : X.shape[1]], X[:, None, :])
+
+    def _multi_proba(
+        self, slots: np.ndarray, X: np.ndarray, scores: np.ndarray, known: np.ndarray
+    ) -> np.ndarray:
+        sx = self._sx(self._cov(self.multi, (slots, slice(None)), X.shape[1]), X)
+        v = np.vecdot(sx, X[:, None, :])
+        return rival_proba_many(scores, v, known)
+
+    def _learn_multi(self, slots: np.ndarray, X: np.ndarray, r: np.ndarray) -> np.ndarray:
+        D, mu = X.shape[1], self.multi.data["mu"]
+        scores = self._multi_scores(slots, X)
+        s = self._rival(slots, scores, r)
+        n = np.arange(len(r))
+        m = scores[n, r] - scores[n, s]
+        sig_r = self._cov(self.multi, (slots, r), D)
+        sig_s = self._cov(self.multi, (slots, s), D)
+        sr, ss = self._sx(sig_r, X), self._sx(sig_s, X)
+        v = np.vecdot(X, sr) + np.vecdot(X, ss)
+        alpha, ok = self._alpha(m, v)
+        i = np.flatnonzero(ok)
+        if not len(i):
+            return ok
+        alpha, Xi = alpha[i], X[i]
+        ru, beta = scw_beta(alpha, v[i], self.proto.phi, NP)
+        mu[slots[i], r[i], :D] += alpha[:, None] * sr[i]
+        mu[slots[i], s[i], :D] -= alpha[:, None] * ss[i]
+        cols: tuple[Any, ...] = (slice(0, D),) * (sig_r.ndim - 1)
+        sigma = self.multi.data["sigma"]
+        sigma[(slots[i], r[i], *cols)] = self._shrink(sig_r[i], sr[i], Xi, alpha, beta, ru)
+        sigma[(slots[i], s[i], *cols)] = self._shrink(sig_s[i], ss[i], Xi, alpha, beta, ru)
+        return ok

@@ -25,7 +25,7 @@ result files kept in the repository (benchmarks/learners/) change only with
 ``--out benchmarks/learners``."""
 BENCH_MODULES = ("sklearn", "tqdm", "matplotlib")
 """What the ``bench`` extra installs; without it ``oml bench`` says so in one line."""
-DEFAULT_WAVES = (100,)  # = oml.bench.speed.DEFAULT_WAVES (tested); kept here to import less
+DEFAULT_STAGES = (100,)  # = oml.bench.speed.DEFAULT_STAGES (tested); kept here to import less
 
 
 @dataclass(frozen=True)
@@ -222,9 +222,9 @@ def add_speed_arguments(p: argparse.ArgumentParser) -> None:
         help="registered algorithms to time (default: pa and scw with diagonal covariance)",
     )  # fmt: skip
     p.add_argument(
-        "--waves", type=int, nargs="*", default=list(DEFAULT_WAVES), metavar="W",
-        help="for learners with a bank of their own, also time it with waves of W models "
-        f"(default: {' '.join(map(str, DEFAULT_WAVES))}; none: --waves)",
+        "--stages", type=int, nargs="*", default=list(DEFAULT_STAGES), metavar="W",
+        help="for learners with a bank of their own, also time it with stages of W models "
+        f"(default: {' '.join(map(str, DEFAULT_STAGES))}; none: --stages)",
     )  # fmt: skip
     p.add_argument(
         "--out", type=Path, dest="speed_out", default=None, metavar="DIR",
@@ -248,7 +248,7 @@ def run_speed(args: argparse.Namespace) -> int:
     registry = default_registry()
     specs = args.speed_algorithm or speed.default_algorithms(registry)
     algorithms = [cont.parse_algorithm(s) for s in specs]
-    timed = speed.timed_learners(algorithms, registry, waves=args.waves)
+    timed = speed.timed_learners(algorithms, registry, stages=args.stages)
     total = len(timed) * args.repeats * len(args.dims) * len(args.data)
     bar = None
     if not args.speed_quiet and sys.stderr.isatty():
@@ -277,7 +277,7 @@ def run_speed(args: argparse.Namespace) -> int:
             "seed": args.speed_seed,
             "teacher_noise": speed.TEACHER_NOISE,
             "features": "dicts with keys f0..f{d-1}; banks get the same rows as a matrix",
-            "bank_waves": args.waves,
+            "bank_stages": args.stages,
         },
         "environment": environment(),
         "baseline": baseline,

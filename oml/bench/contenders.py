@@ -25,7 +25,7 @@ import numpy as np
 
 from oml.bench.datasets import Dataset
 from oml.bench.metrics import positive_class
-from oml.learner import Label, label_sort_key
+from oml.learner import Label, label_sort_key, plain
 
 DEFAULT_ALGORITHMS = {"classification": ["pa", "scw"], "regression": ["pa-regressor"]}
 
@@ -150,9 +150,9 @@ class SklearnOnline:
 
     def predict_one(self, x: dict) -> Any:
         if not self.fitted:  # what the zero-weight model it starts from would say
-            return self.classes[0].item() if self.classes is not None else 0.0
+            return plain(self.classes[0]) if self.classes is not None else 0.0
         pred = self.estimator.predict(self._row(x))[0]
-        return pred.item() if isinstance(pred, np.generic) else pred
+        return plain(pred)
 
     def learn_one(self, x: dict, y: Any) -> None:
         if self.classes is not None and not self.fitted:

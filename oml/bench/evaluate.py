@@ -31,6 +31,7 @@ from oml.bench.metrics import (
 )
 from oml.bench.prequential import Trace, prequential, shuffle_order
 from oml.bench.targets import check_targets
+from oml.learner import plain
 
 SCHEMA_VERSION = 1
 CURVE_POINTS_PER_PASS = 100
@@ -174,10 +175,11 @@ def cold_start(ds: datasets.Dataset, order: np.ndarray, delay: int) -> int:
 def predictions_digest(y_pred: list[Any]) -> str:
     """sha256 of the prediction sequence: equal digests mean identical predictions."""
 
-    def plain(o: Any) -> Any:
-        return o.item() if isinstance(o, np.generic) else str(o)
+    def jsonable(o: Any) -> Any:  # a numpy scalar as its value, anything else JSON lacks as str
+        value = plain(o)
+        return str(o) if value is o else value
 
-    return hashlib.sha256(json.dumps(y_pred, default=plain).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(y_pred, default=jsonable).encode()).hexdigest()
 
 
 def _plain(value: Any) -> Any:

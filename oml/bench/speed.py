@@ -15,9 +15,9 @@ machine does not land on one learner only.
 
 If a learner's class has a bank of its own (``make_bank`` overridden: the dense, many-models
 path of :class:`oml.bank.Bank` that the service runs), the bank is timed too, as separate rows:
-one model fed one event per wave (``wave 1``), and ``W`` models fed one event each per wave
-(``wave W``, the service's case when a batch spans many keys).  A bank is given the events as a
-numpy matrix (columns in feature order) and no dicts; the time per event is the time per wave
+one model fed one event per stage (``stage 1``), and ``W`` models fed one event each per stage
+(``stage W``, the service's case when a batch spans many keys).  A bank is given the events as a
+numpy matrix (columns in feature order) and no dicts; the time per event is the time per stage
 divided by its size.
 """
 
@@ -38,7 +38,7 @@ from oml.learner import Learner
 
 DATA_KINDS = ("teacher", "random")
 TEACHER_NOISE = 0.1
-DEFAULT_WAVES = (100,)
+DEFAULT_STAGES = (100,)
 STAT_KEYS = {"median": "us_per_event", "min": "us_per_event_min"}
 
 
@@ -101,13 +101,13 @@ def has_own_bank(cls: type) -> bool:
     return own is not None and own is not inspect.getattr_static(Learner, "make_bank")
 
 
-def bank_timer(label: str, make: Callable[[], Any], wave: int) -> Timed:
-    """Time ``wave`` models of a bank, each given one event per wave."""
+def bank_timer(label: str, make: Callable[[], Any], size: int) -> Timed:
+    """Time ``size`` models of a bank, each given one event per stage."""
 
     def prepare(s: Stream) -> tuple[Any, np.ndarray]:
         template = make()
         bank = bank_for(template)
-        rows = np.array([bank.add() for _ in range(wave)], dtype=np.intp)
+        rows = np.array([bank.add() for _ in range(size)], dtype=np.intp)
         cols = bank.columns([f"f{j}" for j in range(s.d)])
         if not np.array_equal(cols, np.arange(s.d)):
             raise RuntimeError(f"{label}: a new bank numbered its columns {cols.tolist()}")
@@ -116,22 +116,22 @@ def bank_timer(label: str, make: Callable[[], Any], wave: int) -> Timed:
     def run(prepared: tuple[Any, np.ndarray], s: Stream) -> int:
         bank, rows = prepared
         predict, learn = bank.predict, bank.learn
-        done = len(s.y) // wave * wave
-        for start in range(0, done, wave):
-            X = s.X[start : start + wave]
-            y = s.y[start : start + wave]
+        done = len(s.y) // size * size
+        for start in range(0, done, size):
+            X = s.X[start : start + size]
+            y = s.y[start : start + size]
             predict(rows, X)
             learn(rows, X, y)
         return done
 
-    return Timed(f"{label} [bank, wave {wave}]", prepare, run, "learner", path=f"bank{wave}")
+    return Timed(f"{label} [bank, stage {size}]", prepare, run, "learner", path=f"bank{size}")
 
 
 def timed_learners(
     algorithms: Sequence[tuple[str, dict[str, Any]]],
     registry: Any,
     river: bool = True,
-    waves: Sequence[int] = DEFAULT_WAVES,
+    stages: Sequence[int] = DEFAULT_STAGES,
 ) -> list[Timed]:
     out = []
     for name, params in algorithms:
@@ -146,7 +146,7 @@ def timed_learners(
 
         out.append(Timed(label, fresh, run_dicts, "learner"))
         if has_own_bank(registry.get(name)):
-            out.extend(bank_timer(label, make, w) for w in waves)
+            out.extend(bank_timer(label, make, w) for w in stages)
     if river:
         from river import linear_model
 

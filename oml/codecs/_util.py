@@ -30,19 +30,6 @@ def gc_paused() -> Iterator[None]:
         gc.enable()
 
 
-def plain(value: Any) -> Any:
-    """A numpy scalar or array as the Python value or list it holds; anything else as it is.
-
-    >>> plain(np.float64(0.5)), plain(np.arange(2)), plain("x")
-    (0.5, [0, 1], 'x')
-    """
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
-
-
 def message_column(messages: Sequence[Any], method: str) -> list[Any]:
     """``m.<method>()`` of each message.
 

@@ -43,7 +43,6 @@ import msgspec
 import numpy as np
 
 from oml.codecs import avro
-from oml.codecs._util import plain
 from oml.codecs.avro_events import AvroEventDecoder
 from oml.codecs.batch import NO_TIMESTAMP, DecodedBatch, Features, Label
 from oml.codecs.decoder import EventDecoder
@@ -52,6 +51,7 @@ from oml.codecs.limits import Limits
 from oml.codecs.outputs import MetricsCodec, PredictionCodec
 from oml.codecs.schema_registry import frame, make_registry_client, register
 from oml.config import Config, ConfigError, FieldNames, MessagesConfig
+from oml.learner import plain
 
 if TYPE_CHECKING:
     from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -116,9 +116,18 @@ def event_decoder(
 # encoding (for producers: tests, benchmarks, examples)
 
 
+def _listed(value: Any) -> Any:
+    """A numpy array as the list it holds, a numpy scalar as a Python one; else as it is.
+
+    >>> _listed(np.arange(2)), _listed(np.float64(0.5)), _listed("x")
+    ([0, 1], 0.5, 'x')
+    """
+    return value.tolist() if isinstance(value, np.ndarray) else plain(value)
+
+
 def _enc_hook(obj: Any) -> Any:
     if isinstance(obj, np.generic | np.ndarray):
-        return plain(obj)
+        return _listed(obj)
     raise NotImplementedError(f"cannot encode {type(obj).__name__}")
 
 
@@ -201,7 +210,7 @@ class EventEncoder:
         write = fastavro.schemaless_writer
         result = []
         for e in events:
-            features, label = plain(e.features), plain(e.label)
+            features, label = _listed(e.features), _listed(e.label)
             stream = io.BytesIO()
             stream.write(self._header)
             write(

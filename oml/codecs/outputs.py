@@ -40,6 +40,7 @@ from oml.codecs._util import gc_paused
 from oml.codecs.errors import MALFORMED, REGISTRY_UNAVAILABLE, SCHEMA_MISMATCH, CodecError
 from oml.codecs.schema_registry import WriterSchemas, frame, make_registry_client, register, unframe
 from oml.config import Config
+from oml.learner import plain
 
 if TYPE_CHECKING:
     from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -81,20 +82,15 @@ def class_name(label: Any) -> str:
     >>> class_name(True), class_name(3), class_name("spam")
     ('true', '3', 'spam')
     """
-    if isinstance(label, np.generic):
-        label = label.item()
+    label = plain(label)
     if isinstance(label, bool):
         return "true" if label else "false"
     return str(label)
 
 
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def _enc_hook(obj: Any) -> Any:
     if isinstance(obj, np.generic):
-        return obj.item()
+        return plain(obj)
     raise NotImplementedError(f"cannot encode {type(obj).__name__}")
 
 
@@ -274,7 +270,7 @@ class PredictionCodec(_RecordCodec):
         names = None if classes is None else tuple(class_name(c) for c in classes)
         if self.format == "avro":
             return _avro_predictions(
-                self._header, event_ids, keys, [_plain(p) for p in predictions], names,
+                self._header, event_ids, keys, [plain(p) for p in predictions], names,
                 None if proba is None or names is None else np.asarray(proba, np.float64).tolist(),
                 None if score is None else np.asarray(score, np.float64).tolist(),
                 updates, ts, int(processed_timestamp), algorithm,

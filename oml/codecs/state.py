@@ -34,7 +34,7 @@ import numpy as np
 from fastavro.validation import ValidationError, validate
 
 from oml.codecs.avro import string, zigzag
-from oml.learner import Learner, ModelState, StateError
+from oml.learner import Learner, ModelState, StateError, plain_param
 
 MAGIC = b"OMLS"
 SERVICE_EXTRA_PREFIX = "oml."
@@ -94,7 +94,7 @@ def encode_state(state: ModelState, extra: dict[str, Any] | None = None) -> byte
     when given); :class:`StateError` if it does not fit the schema."""
     if extra is None:
         extra = state.extra
-    params = {k: _plain(v) for k, v in state.params.items()}
+    params = {k: plain_param(v) for k, v in state.params.items()}
     payload = _fast_body(state, params, extra)
     if payload is None:  # a value the hand-written writer does not know: fastavro decides
         payload = _fastavro_body(state, params, extra)
@@ -292,14 +292,6 @@ def decode_state(data: bytes) -> ModelState:
         n_updates=record["n_updates"],
         extra=record["extra"],
     )
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 _KINDS = {"f": "float64", "i": "int64", "b": "bool"}

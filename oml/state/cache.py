@@ -25,6 +25,8 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from oml.learner import plain
+
 CACHE_RECORD_VERSION = 1
 
 
@@ -257,9 +259,7 @@ class FeatureCache:
 def encode_entry(entry: Entry, row: np.ndarray, features: Sequence[Hashable]) -> bytes:
     values = row.tolist()
     named = {str(features[j]): v for j, v in enumerate(values) if v != 0.0}
-    prediction = entry[PREDICTION]
-    if isinstance(prediction, np.generic):
-        prediction = prediction.item()
+    prediction = plain(entry[PREDICTION])
     return _encoder.encode(CachedEvent(
         CACHE_RECORD_VERSION, entry[KEY], named, int(entry[TS]), int(entry[OFFSET]), prediction
     ))

@@ -79,38 +79,38 @@ def assert_same_prediction(pred: BankPrediction, i: int, model, x: dict) -> None
     assert set(proba) <= set(pred.classes)
 
 
-def run_waves(template, events, waves, check_every_wave=True):
-    """Feed ``events`` (key, x, y) to a bank in ``waves`` and to one model per key; compare."""
+def run_stages(template, events, stages, check_every_stage=True):
+    """Feed ``events`` (key, x, y) to a bank in ``stages`` and to one model per key; compare."""
     bank = bank_for(template)
     rows: dict[int, int] = {}
     models: dict[int, object] = {}
     start = 0
-    for size in waves:
-        wave = events[start : start + size]
+    for size in stages:
+        stage = events[start : start + size]
         start += size
-        if not wave:
+        if not stage:
             break
-        for key, _, _ in wave:
+        for key, _, _ in stage:
             if key not in rows:
                 rows[key] = bank.add()
                 models[key] = template.clone()
-        names = list(dict.fromkeys(k for _, x, _ in wave for k in x))
-        bank.columns(names)
-        X = np.zeros((len(wave), len(bank.features)))
-        for i, (_, x, _) in enumerate(wave):
+        names = list(dict.fromkeys(k for _, x, _ in stage for k in x))
+        cols = dict(zip(names, bank.columns(names).tolist(), strict=True))
+        X = np.zeros((len(stage), len(bank.features)))
+        for i, (_, x, _) in enumerate(stage):
             for k, v in x.items():
-                X[i, bank._columns[k]] = v
-        wave_rows = np.array([rows[k] for k, _, _ in wave])
-        for key, _, _ in wave:
+                X[i, cols[k]] = v
+        stage_rows = np.array([rows[k] for k, _, _ in stage])
+        for key, _, _ in stage:
             align(models[key], bank.features)
 
-        pred = bank.predict(wave_rows, X)
-        for i, (key, x, _) in enumerate(wave):
+        pred = bank.predict(stage_rows, X)
+        for i, (key, x, _) in enumerate(stage):
             if x and all(math.isfinite(v) for v in x.values()):
                 assert_same_prediction(pred, i, models[key], x)
 
-        errors = bank.learn(wave_rows, X, [y for _, _, y in wave], xs=[x for _, x, _ in wave])
-        for i, (key, x, y) in enumerate(wave):
+        errors = bank.learn(stage_rows, X, [y for _, _, y in stage], xs=[x for _, x, _ in stage])
+        for i, (key, x, y) in enumerate(stage):
             try:
                 models[key].learn_one(x, y)
             except InvalidInput as exc:
@@ -118,7 +118,7 @@ def run_waves(template, events, waves, check_every_wave=True):
             else:
                 assert errors[i] is None
 
-        if check_every_wave:
+        if check_every_stage:
             for key, row in rows.items():
                 align(models[key], bank.features)
                 assert bank.get(row).export_state() == models[key].export_state()
@@ -161,16 +161,16 @@ def event_streams(draw, regression: bool = False):
         if not x and draw(st.booleans()):
             x = {"a": 0.0}
         events.append((key, x, y))
-    waves = draw(st.lists(st.integers(1, 6), min_size=1, max_size=len(events)))
-    waves.append(len(events))
-    return events, waves
+    stages = draw(st.lists(st.integers(1, 6), min_size=1, max_size=len(events)))
+    stages.append(len(events))
+    return events, stages
 
 
-def unique_waves(events, waves):
-    """Cut waves further so that no key appears twice in one."""
+def unique_stages(events, stages):
+    """Cut stages further so that no key appears twice in one."""
     out = []
     start = 0
-    for size in waves:
+    for size in stages:
         chunk = events[start : start + size]
         start += size
         while chunk:
@@ -217,22 +217,22 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 @SETTINGS
 @given(template=pa_templates, data=event_streams())
 def test_pa_bank_is_exact(template, data):
-    events, waves = data
-    run_waves(template, events, unique_waves(events, waves))
+    events, stages = data
+    run_stages(template, events, unique_stages(events, stages))
 
 
 @SETTINGS
 @given(template=scw_templates, data=event_streams())
 def test_scw_bank_is_exact(template, data):
-    events, waves = data
-    run_waves(template, events, unique_waves(events, waves))
+    events, stages = data
+    run_stages(template, events, unique_stages(events, stages))
 
 
 @SETTINGS
 @given(template=reg_templates, data=event_streams(regression=True))
 def test_pa_regressor_bank_is_exact(template, data):
-    events, waves = data
-    run_waves(template, events, unique_waves(events, waves))
+    events, stages = data
+    run_stages(template, events, unique_stages(events, stages))
 
 
 def test_bank_moves_models_in_and_out():
@@ -271,7 +271,7 @@ def test_bank_capacity_grows():
     assert bank.n_updates(rows).tolist() == [1] * 100
 
 
-def test_bank_rejects_a_bad_wave():
+def test_bank_rejects_a_bad_stage():
     bank = PAClassifier.make_bank(PAClassifier())
     row = bank.add()
     bank.columns(["a"])
@@ -302,9 +302,9 @@ def test_auto_switch_in_a_bank_with_multiclass_rows():
         names = FEATURES[: 2 if i < 30 else 5]
         x = {k: float(v) for k, v in zip(names, rng.normal(size=len(names)), strict=False)}
         events.append((key, x, LABELS[int(rng.integers(0, 2 + key))]))
-    bank, rows, _ = run_waves(TinyAutoSCW(), events, [3] * 20)
+    bank, rows, _ = run_stages(TinyAutoSCW(), events, [3] * 20)
     assert not bank.full and len(bank.classes) == 4
-    assert any(bank._slot[r] >= 0 for r in rows.values())
+    assert any(len(bank.export(r).labels) > 2 for r in rows.values())  # multiclass rows
 
 
 def test_a_prediction_may_name_a_row_twice():

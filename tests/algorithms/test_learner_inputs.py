@@ -175,5 +175,5 @@ def test_auto_covariance_goes_diagonal_past_32_features():
     assert diagonal.tolist() == [[*np.diagonal(sigma[0]).tolist(), 1.0]]  # variances kept
     model.learn_one({**x, "f32": 1.0}, 1)
     assert model.export_state().arrays["sigma"].shape == (1, 34)
-    assert SCWClassifier(covariance="full")._full_for(1000)
-    assert not SCWClassifier(covariance="diagonal")._full_for(0)
+    assert SCWClassifier(covariance="full").full_for(1000)
+    assert not SCWClassifier(covariance="diagonal").full_for(0)

@@ -123,4 +123,4 @@ def test_speed_end_to_end(tmp_path, registry, monkeypatch, capsys) -> None:
 def test_the_cli_constants_match() -> None:
     from oml.bench import speed
 
-    assert cli.DEFAULT_WAVES == speed.DEFAULT_WAVES
+    assert cli.DEFAULT_STAGES == speed.DEFAULT_STAGES

@@ -49,22 +49,23 @@ class Counts(Plain):
 
 
 class OwnBank(LoopBank):
-    waves: list[int] = []
+    stages: list[int] = []
 
     def learn(self, rows, X, y, xs=None):
-        OwnBank.waves.append(len(rows))
+        OwnBank.stages.append(len(rows))
         return super().learn(rows, X, y, xs)
 
 
 def test_a_learner_with_its_own_bank_gets_bank_rows() -> None:
     registry = Registry(classes={"counts": Counts, "plain": Plain})
     assert speed.has_own_bank(Counts) and not speed.has_own_bank(Plain)
-    timed = speed.timed_learners([("counts", {}), ("plain", {})], registry, waves=(1, 8))
-    assert [t.label for t in timed] == ["counts", "counts [bank, wave 1]", "counts [bank, wave 8]",
-                                        "plain", "river PAClassifier"]  # fmt: skip
-    OwnBank.waves.clear()
+    timed = speed.timed_learners([("counts", {}), ("plain", {})], registry, stages=(1, 8))
+    assert [t.label for t in timed] == [
+        "counts", "counts [bank, stage 1]", "counts [bank, stage 8]", "plain", "river PAClassifier"
+    ]  # fmt: skip
+    OwnBank.stages.clear()
     rows = speed.measure(timed, [3], events=20, repeats=1, kinds=["teacher"])
-    assert OwnBank.waves == [1] * 20 + [8] * 2  # 20 events: 20 waves of 1, 2 waves of 8
+    assert OwnBank.stages == [1] * 20 + [8] * 2  # 20 events: 20 stages of 1, 2 stages of 8
     assert {r["path"] for r in rows} == {"dict", "bank1", "bank8"}
     assert all(r["us_per_event"] > 0 for r in rows)
 
@@ -78,7 +79,7 @@ def test_targets_and_table() -> None:
     base = "river PAClassifier"
     rows = [row(base, 4, 6.0, "baseline"), row(base, 100, 40.0, "baseline"),
             row("pa", 4, 6.0), row("pa", 100, 10.0), row("scw", 4, 7.0), row("scw", 100, 8.0),
-            row("pa [bank, wave 1]", 4, 60.0, path="bank1")]  # fmt: skip
+            row("pa [bank, stage 1]", 4, 60.0, path="bank1")]  # fmt: skip
     checks = speed.check_speed_targets(rows, base)
     status = {(c["learner"], c["d"]): c["status"] for c in checks}
     assert status == {("pa", 4): "pass", ("pa", 100): "fail", ("scw", 4): "fail",

@@ -1,4 +1,10 @@
-"""One battery of checks, run on every learner the registry knows (plugins included)."""
+"""One battery of checks, run on every learner the registry knows (plugins included).
+
+It starts with River's own estimator checks (``river.checks``), run on each learner with its
+defaults and on the parameter sets whose code paths the defaults miss, then checks oml's own
+contracts: the state round trip, refused input, the bank.  The example plugin
+(``examples/oml-perceptron``) is installed by the test setup (see the README's "Tests").
+"""
 
 from __future__ import annotations
 
@@ -21,16 +27,12 @@ from oml.registry import load_registry
 REGISTRY = load_registry()
 NAMES = REGISTRY.names()
 
-# River checks that do not describe a contract of ours, each with the reason.
-RIVER_SKIPS = {
-    # Column order is first-seen order; sums in another order may differ in the last bit,
-    # which River's check compares exactly.
-    "check_shuffle_features_no_impact": "feature order sets float summation order",
-}
+# River's checks run on every learner with its defaults, and on these parameter sets too.
+RIVER_VARIANTS = [("scw", {"covariance": "diagonal"})]
 
 
-def test_builtins_and_plugin_are_registered():
-    assert {"pa", "pa-regressor", "scw", "perceptron"} <= set(NAMES)
+def test_builtins_and_plugin_are_registered(example_plugin):
+    assert {"pa", "pa-regressor", "scw", example_plugin} <= set(NAMES)
     assert REGISTRY.broken == {}
 
 
@@ -67,21 +69,15 @@ def model(request) -> Learner:
 
 
 def _river_checks():
-    for name in NAMES:
-        for check in river_checks.yield_checks(REGISTRY.create(name)):
-            yield pytest.param(
-                name,
-                check,
-                id=f"{name}-{check.__name__}",
-                marks=pytest.mark.skip(reason=RIVER_SKIPS[check.__name__])
-                if check.__name__ in RIVER_SKIPS
-                else (),
-            )
+    for name, params in [(name, {}) for name in NAMES] + RIVER_VARIANTS:
+        shown = "-".join([name, *(f"{k}={v}" for k, v in params.items())])
+        for check in river_checks.yield_checks(REGISTRY.create(name, params)):
+            yield pytest.param(name, params, check, id=f"{shown}-{check.__name__}")
 
 
-@pytest.mark.parametrize(("name", "check"), list(_river_checks()))
-def test_river_estimator_check(name, check):
-    check(REGISTRY.create(name))
+@pytest.mark.parametrize(("name", "params", "check"), list(_river_checks()))
+def test_river_estimator_check(name, params, check):
+    check(REGISTRY.create(name, params))
 
 
 @settings(max_examples=25, deadline=None)
@@ -203,23 +199,23 @@ def test_bank_matches_one_model_at_a_time(model):
     rows = [bank.add() for _ in range(n_keys)]
     names = ["f0", "f1", "f2"]
     cols = bank.columns(names)
-    for start in range(0, len(events), n_keys):  # waves of one event per key
-        wave = events[start : start + n_keys]
-        X = np.zeros((len(wave), len(bank.features)))
-        for i, (_, x, _) in enumerate(wave):
+    for start in range(0, len(events), n_keys):  # stages of one event per key
+        stage = events[start : start + n_keys]
+        X = np.zeros((len(stage), len(bank.features)))
+        for i, (_, x, _) in enumerate(stage):
             for name, value in x.items():
                 X[i, cols[names.index(name)]] = value
-        xs = [x for _, x, _ in wave]
-        wave_rows = np.array([rows[k] for k, _, _ in wave])
-        got = bank.predict(wave_rows, X, xs)
-        expected = [singles[k].predict_one(x) for k, x, _ in wave]
+        xs = [x for _, x, _ in stage]
+        stage_rows = np.array([rows[k] for k, _, _ in stage])
+        got = bank.predict(stage_rows, X, xs)
+        expected = [singles[k].predict_one(x) for k, x, _ in stage]
         assert got.labels == expected
         # a row may be named many times in one prediction call
-        twice = bank.predict(np.concatenate([wave_rows, wave_rows]), np.vstack([X, X]), xs + xs)
+        twice = bank.predict(np.concatenate([stage_rows, stage_rows]), np.vstack([X, X]), xs + xs)
         assert twice.labels == expected + expected
-        errors = bank.learn(wave_rows, X, [y for _, _, y in wave], xs)
-        assert errors == [None] * len(wave)
-        for k, x, y in wave:
+        errors = bank.learn(stage_rows, X, [y for _, _, y in stage], xs)
+        assert errors == [None] * len(stage)
+        for k, x, y in stage:
             singles[k].learn_one(x, y)
     for k in range(n_keys):
         assert bank.get(rows[k]).export_state() == singles[k].export_state()

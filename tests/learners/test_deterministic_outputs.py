@@ -29,8 +29,8 @@ FEATURES = [f"f{j}" for j in range(6)]
 LABELS = [False, True, "x", "y", "z", 3]
 
 
-def test_every_classifier_is_checked():
-    assert {"pa", "scw", "perceptron"} <= set(CLASSIFIERS)
+def test_every_classifier_is_checked(example_plugin):
+    assert {"pa", "scw", example_plugin} <= set(CLASSIFIERS)
 
 
 def run(bank, events, stage_size: int, order: list[str]) -> dict[str, list]:
