@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from service_helpers import assert_same_models, changelog_models, offline, predictions_by_event
 
-from oml.codecs.events import Event, EventCodec, EventEncoder
+from oml.codecs.events import Event, EventEncoder
+from oml.codecs.outputs import PredictionCodec
 from oml.kafka.deadletter import (
     HEADER_ERROR,
     HEADER_REASON,
@@ -117,7 +118,7 @@ def run_mixed(setup, kafka_config, read_all, fmt: str, hostile: list[bytes], whe
     assert got == Counter(dict.fromkeys(bad, 1))  # each hostile message once, nothing else
     assert all(d.header(HEADER_REASON) and d.header(HEADER_ERROR) for d in letters)
     assert summary.aborts == 0 and sum(summary.dead_letters.values()) == len(hostile)
-    codec = EventCodec.from_config(config).predictions
+    codec = PredictionCodec.from_config(config)
     predicted = predictions_by_event(read_all, config.topics.predictions, codec)
     assert predicted == Counter({e.event_id: 1 for e in events if e.label is None})
     named = [Event(e.event_id, e.key, e.features and dict(zip(map(str, range(WIDTH)), e.features)),
