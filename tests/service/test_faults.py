@@ -13,7 +13,7 @@ from service_helpers import assert_same_models, changelog_models, offline, predi
 
 from oml.codecs.events import Event
 from oml.kafka.deadletter import HEADER_ERROR, HEADER_REASON
-from oml.registry import Registry, default_registry
+from oml.plugins import Registry, default_registry
 from oml.replay import produce_events
 from oml.service import Service
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from oml import StateError
-from oml.registry import default_registry
+from oml.plugins import default_registry
 from oml.state.models import ModelStore
 
 
