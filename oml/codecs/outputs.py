@@ -38,7 +38,7 @@ import numpy as np
 from oml.codecs import avro
 from oml.codecs._util import gc_paused
 from oml.codecs.errors import SCHEMA_MISMATCH, CodecError
-from oml.codecs.records import Label, Metrics, Prediction, RecordCodec, class_name, plain_scalar
+from oml.codecs.records import Label, Metrics, Prediction, RecordCodec, class_name
 from oml.codecs.schema_registry import make_registry_client
 from oml.config import Config
 
@@ -54,6 +54,10 @@ __all__ = [
     "PredictionCodec",
     "class_name",
 ]
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
 
 
 class PredictionCodec(RecordCodec):
@@ -130,7 +134,7 @@ class PredictionCodec(RecordCodec):
         names = None if classes is None else tuple(class_name(c) for c in classes)
         if self.format == "avro":
             return _avro_predictions(
-                self._header, event_ids, keys, [plain_scalar(p) for p in predictions], names,
+                self._header, event_ids, keys, [_plain(p) for p in predictions], names,
                 None if proba is None or names is None else np.asarray(proba, np.float64).tolist(),
                 None if score is None else np.asarray(score, np.float64).tolist(),
                 updates, ts, int(processed_timestamp), algorithm,

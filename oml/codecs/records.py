@@ -69,11 +69,6 @@ def class_name(label: Any) -> str:
     return str(label)
 
 
-def plain_scalar(value: Any) -> Any:
-    """A numpy scalar as the Python value it holds; anything else as it is."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def _enc_hook(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()

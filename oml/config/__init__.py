@@ -40,7 +40,6 @@ from oml.config.loading import (
     ENV_IGNORED_PREFIX,
     ENV_PREFIX,
     config_from_args,
-    defaults,
     env_names,
     load_config,
 )
@@ -90,7 +89,6 @@ __all__ = [
     "TopicsConfig",
     "add_run_arguments",
     "config_from_args",
-    "defaults",
     "env_names",
     "flags",
     "load_config",

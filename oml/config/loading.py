@@ -256,11 +256,6 @@ def env_names() -> list[str]:
     return [_env_name(p) for p in leaf_paths()] + sorted(ENV_ALIASES) + [ENV_CONFIG_FILE]
 
 
-def defaults() -> Config:
-    """The configuration with nothing set."""
-    return Config()
-
-
 def config_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Config:
     """``load_config(args.config, env or os.environ, overrides_from_args(args))``."""
     return load_config(
