@@ -5,8 +5,8 @@
 Fills one partition of a fresh topic with ``--records`` records (keys from a pool of
 ``--keys``, ``--value-bytes`` random values, lz4-compressed producer batches) on the embedded
 broker, or on ``OML_BOOTSTRAP_SERVERS``, then reads it back to the end with
-:func:`read_partition_to_end` and with :meth:`ChangelogReader.batches`, and prints records per
-second as one JSON line each.
+:meth:`ChangelogReader.read` (into a last-per-key dict) and with :meth:`ChangelogReader.batches`,
+and prints records per second as one JSON line each.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from oml.kafka.broker import EmbeddedBroker
-from oml.kafka.restore import ChangelogReader, read_partition_to_end
+from oml.kafka.restore import ChangelogReader
 
 
 @contextlib.contextmanager
@@ -77,14 +77,13 @@ def main() -> None:
         started = time.perf_counter()
         latest: dict[bytes | None, bytes | None] = {}
         n = 0
-        for key, value, _offset in read_partition_to_end(
-            bootstrap, topic, 0, batch_size=args.batch_size
-        ):
-            latest[key] = value
-            n += 1
+        with ChangelogReader(bootstrap, batch_size=args.batch_size) as reader:
+            for key, value, _offset in reader.read(topic, 0):
+                latest[key] = value
+                n += 1
         seconds = time.perf_counter() - started
         assert n == args.records, (n, args.records)
-        print(json.dumps({**common, "step": "read_partition_to_end + last-per-key dict",
+        print(json.dumps({**common, "step": "ChangelogReader.read + last-per-key dict",
                           "seconds": round(seconds, 3), "records_per_s": round(n / seconds),
                           "keys": len(latest)}))
 

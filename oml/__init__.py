@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from oml.codecs.state import decode_model, encode_model
 from oml.learner import InvalidInput, ModelState, StateError
-from oml.registry import default_registry, load_registry
+from oml.plugins import default_registry, load_registry
 
 __all__ = [
     "InvalidInput",

@@ -213,7 +213,7 @@ def run_service(args: argparse.Namespace) -> int:
 
 
 def list_algorithms(args: argparse.Namespace) -> int:
-    from oml.registry import load_registry, parameters
+    from oml.plugins import load_registry, parameters
 
     registry = load_registry()
     rows: dict[str, dict[str, Any]] = {

@@ -86,7 +86,7 @@ def check_model(config: Config) -> None:
     """Build the configured learner once, so a bad ``--algorithm`` or ``--param`` is a usage
     error before any broker is started or contacted."""
     from oml.config import ConfigError
-    from oml.registry import default_registry
+    from oml.plugins import default_registry
 
     try:
         default_registry().create(config.model.algorithm, dict(config.model.params))

@@ -44,7 +44,7 @@ def exit_code(exc: BaseException) -> Exit | None:
     from oml.config import ConfigError
     from oml.kafka.broker import BrokerError
     from oml.kafka.topics import TopicError, TopicMismatch, TopicMissing
-    from oml.registry import UnknownAlgorithm
+    from oml.plugins import UnknownAlgorithm
 
     if isinstance(exc, CommandError):
         return exc.code

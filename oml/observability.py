@@ -235,7 +235,9 @@ class ServiceMetrics:
             "oml_feature_cache_misses", "Feedback with no cached features.", registry=r
         )
         self.cache_expired = Counter(
-            "oml_feature_cache_expired", "Cached features evicted by age (TTL).", registry=r
+            "oml_feature_cache_expired",
+            "Cached features dropped unresolved: past the TTL, or the oldest beyond max_entries.",
+            registry=r,
         )
         self.dead_letters = Counter(
             "oml_dead_letters",

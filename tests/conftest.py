@@ -51,6 +51,12 @@ class Record:
     headers: list[tuple[str, bytes | None]]
     timestamp: int
 
+    def header(self, name: str) -> str | None:
+        """The last header called ``name`` as text (the last wins, as on a dead letter that
+        failed again), or None if there is none."""
+        value = dict(self.headers).get(name)
+        return None if value is None else value.decode()
+
 
 @pytest.fixture(scope="session")
 def embedded_broker() -> Iterator[EmbeddedBroker | None]:

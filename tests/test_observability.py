@@ -41,6 +41,27 @@ def metrics() -> ServiceMetrics:
     return ServiceMetrics()
 
 
+class Clock:
+    """A monotonic clock that moves only when the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def clocked(clock: Clock) -> ServiceMetrics:
+    """Metrics whose heartbeat ages by ``clock``, not by real time."""
+    return ServiceMetrics(clock=clock, process_metrics=False)
+
+
 @pytest.fixture
 def server(metrics: ServiceMetrics) -> Iterator[HealthServer]:
     with HealthServer(0, metrics, host="127.0.0.1", heartbeat_timeout=5.0) as srv:
@@ -100,20 +121,21 @@ def test_metrics_openmetrics_when_asked(server: HealthServer) -> None:
     assert body.rstrip().endswith("# EOF")
 
 
-def test_healthz_goes_stale_without_heartbeat(metrics: ServiceMetrics) -> None:
-    with HealthServer(0, metrics, host="127.0.0.1", heartbeat_timeout=0.3) as srv:
-        metrics.heartbeat()
+def test_healthz_goes_stale_without_heartbeat(clocked: ServiceMetrics, clock: Clock) -> None:
+    with HealthServer(0, clocked, host="127.0.0.1", heartbeat_timeout=10) as srv:
+        clocked.heartbeat()
+        clock.now += 10
         status, ctype, body = get(srv, "/healthz")
         assert status == 200
         assert ctype == "application/json"
         assert json.loads(body)["status"] == "ok"
 
-        time.sleep(0.5)
+        clock.now += 0.5
         status, _, body = get(srv, "/healthz")
         assert status == 503
         assert json.loads(body)["status"] == "stale"
 
-        metrics.heartbeat()
+        clocked.heartbeat()
         assert get(srv, "/healthz")[0] == 200
 
 
@@ -149,12 +171,12 @@ def test_readyz_follows_ready_and_restore(metrics: ServiceMetrics, server: Healt
     assert s[("oml_restored_records", (("partition", "0"),))] == 10
 
 
-def test_readyz_fails_when_loop_is_stuck(metrics: ServiceMetrics) -> None:
-    metrics.set_ready(True)
-    with HealthServer(0, metrics, host="127.0.0.1", heartbeat_timeout=0.3) as srv:
-        metrics.heartbeat()
+def test_readyz_fails_when_loop_is_stuck(clocked: ServiceMetrics, clock: Clock) -> None:
+    clocked.set_ready(True)
+    with HealthServer(0, clocked, host="127.0.0.1", heartbeat_timeout=10) as srv:
+        clocked.heartbeat()
         assert get(srv, "/readyz")[0] == 200
-        time.sleep(0.5)
+        clock.now += 10.5
         status, _, body = get(srv, "/readyz")
         assert status == 503
         assert json.loads(body)["alive"] is False
@@ -388,17 +410,17 @@ def test_the_server_is_built_from_the_metrics_config(metrics: ServiceMetrics) ->
 
 
 def test_the_container_health_check_reads_the_configured_port(
-    metrics: ServiceMetrics, monkeypatch: pytest.MonkeyPatch
+    clocked: ServiceMetrics, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from oml import healthcheck
 
-    metrics.heartbeat()
-    with HealthServer(0, metrics, host="127.0.0.1", heartbeat_timeout=0.5) as srv:
+    clocked.heartbeat()
+    with HealthServer(0, clocked, host="127.0.0.1", heartbeat_timeout=10) as srv:
         monkeypatch.setenv("OML_METRICS__PORT", "1")  # the flag on the command line wins
         monkeypatch.setattr(healthcheck, "_service_argv",
                             lambda: ["oml", "run", "--metrics-port", str(srv.port)])
         assert healthcheck.main() == 0
-        time.sleep(0.7)  # no heartbeat: /healthz answers 503
+        clock.now += 11  # no heartbeat: /healthz answers 503
         assert healthcheck.main() == 1
         monkeypatch.setattr(healthcheck, "_service_argv", lambda: ["oml", "run"])
         assert healthcheck.main() == 1  # port 1: nothing listens

@@ -174,7 +174,7 @@ def warn(message: str) -> None:
 def run_learners(args: argparse.Namespace) -> int:
     from oml.bench import report as rep
     from oml.bench.evaluate import build_contenders, evaluate, load_dataset
-    from oml.registry import default_registry
+    from oml.plugins import default_registry
 
     config = learners_config(args)
     ds = load_dataset(config)
@@ -243,7 +243,7 @@ def run_speed(args: argparse.Namespace) -> int:
     from oml.bench import report as rep
     from oml.bench import speed
     from oml.bench.evaluate import environment
-    from oml.registry import default_registry
+    from oml.plugins import default_registry
 
     registry = default_registry()
     specs = args.speed_algorithm or speed.default_algorithms(registry)

@@ -96,7 +96,7 @@ def describe(name: str, params: dict[str, Any]) -> str:
 
 def registered(name: str, params: dict[str, Any], registry: Any) -> Contender:
     """A contender for a registered algorithm; a model is built now so bad params fail early."""
-    from oml.registry import parameters
+    from oml.plugins import parameters
 
     registry.create(name, params)
     return Contender(

@@ -236,7 +236,7 @@ def evaluate(
     ds = ds if ds is not None else load_dataset(config)
     if contenders is None:
         if registry is None:
-            from oml.registry import default_registry
+            from oml.plugins import default_registry
 
             registry = default_registry()
         contenders = build_contenders(config, ds, registry, warn)

@@ -287,7 +287,7 @@ DIAGONAL_PARAMS = (("covariance", "diagonal"), ("diagonal", True), ("full", Fals
 
 def default_algorithms(registry: Any) -> list[str]:
     """``pa`` and ``scw`` with a diagonal covariance, spelt the way scw's parameters spell it."""
-    from oml.registry import parameters
+    from oml.plugins import parameters
 
     out = ["pa"]
     try:

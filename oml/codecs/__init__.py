@@ -1,8 +1,9 @@
 """Bytes in and out: input events, prediction and metrics records, model state.
 
 ``events`` decodes the input a batch at a time into columns and encodes events for producers;
-``outputs`` encodes predictions and metrics; ``avro`` and ``registry`` hold the shipped Avro
-schemas and the Confluent Schema Registry wire format; ``state`` encodes model state.  Codecs are
+``outputs`` encodes predictions and metrics (``records`` holds those records and what their two
+codecs share); ``avro`` and ``schema_registry`` hold the shipped Avro schemas and the Confluent
+Schema Registry wire format; ``state`` encodes model state.  Codecs are
 objects built once (from the configuration); bad input comes back as a value
 (:class:`BadMessage`) from a batch decoder, or as a :class:`CodecError` carrying the raw bytes
 and a reason from a single-record one.
@@ -20,22 +21,27 @@ if TYPE_CHECKING:
     from oml.codecs.events import (
         DecodedBatch,
         Event,
-        EventCodec,
         EventDecoder,
         EventEncoder,
         event_decoder,
     )
-    from oml.codecs.outputs import Metrics, MetricsCodec, Prediction, PredictionCodec
+    from oml.codecs.outputs import (
+        Metrics,
+        MetricsCodec,
+        OutputCodecs,
+        Prediction,
+        PredictionCodec,
+    )
 
 _LAZY = {
     "DecodedBatch": "oml.codecs.events",
     "Event": "oml.codecs.events",
-    "EventCodec": "oml.codecs.events",
     "EventDecoder": "oml.codecs.events",
     "EventEncoder": "oml.codecs.events",
     "event_decoder": "oml.codecs.events",
     "Metrics": "oml.codecs.outputs",
     "MetricsCodec": "oml.codecs.outputs",
+    "OutputCodecs": "oml.codecs.outputs",
     "Prediction": "oml.codecs.outputs",
     "PredictionCodec": "oml.codecs.outputs",
 }
@@ -46,11 +52,11 @@ __all__ = [
     "CodecError",
     "DecodedBatch",
     "Event",
-    "EventCodec",
     "EventDecoder",
     "EventEncoder",
     "Metrics",
     "MetricsCodec",
+    "OutputCodecs",
     "Prediction",
     "PredictionCodec",
     "event_decoder",

@@ -14,7 +14,8 @@ features.  ``key`` may be left out when the Kafka message key is the model key.
 The modules: :mod:`oml.codecs.batch` (:class:`DecodedBatch`, the columns handed over),
 :mod:`oml.codecs.decoder` (the common part: checks, limits, fault isolation),
 :mod:`oml.codecs.json_events` and :mod:`oml.codecs.avro_events` (the formats); this one holds
-the factory, the producers' encoder and the service's set of codecs.
+the decoder's factory and the producers' encoder.  The output records have their own codecs,
+in :mod:`oml.codecs.outputs`.
 
 The decoder works a batch at a time and returns a :class:`DecodedBatch` of columns: ids, keys,
 labels, a dense float64 feature matrix, timestamps.  Each bad message becomes one
@@ -48,7 +49,7 @@ from oml.codecs.batch import NO_TIMESTAMP, DecodedBatch, Features, Label
 from oml.codecs.decoder import EventDecoder
 from oml.codecs.json_events import JsonEventDecoder
 from oml.codecs.limits import Limits
-from oml.codecs.outputs import MetricsCodec, PredictionCodec
+from oml.codecs.outputs import MetricsCodec, OutputCodecs, PredictionCodec
 from oml.codecs.schema_registry import frame, make_registry_client, register
 from oml.config import Config, ConfigError, FieldNames, MessagesConfig
 from oml.learner import plain
@@ -229,32 +230,27 @@ class EventEncoder:
 
 
 # --------------------------------------------------------------------------------------------
-# the service's set
+# the service's former set of codecs
 
 
 class EventCodec:
-    """Every codec the service loop uses, built once from the configuration.
+    """The input decoder and the output codecs side by side, sharing one schema-registry client.
 
-    The input decoder and the prediction and metrics encoders share one schema-registry client
-    (made from ``messages.schema_registry_url`` unless one is given).  With a registry and Avro,
-    building it registers the output schemas under ``{topic}-value`` (a network call: it may
-    raise :class:`CodecError` ``registry_unavailable``).  JSON output is never framed; JSON
-    input may be (the Confluent header is skipped).
-
-    >>> from oml.config import load_config
-    >>> codec = EventCodec.from_config(load_config(None, {}, {}))
-    >>> batch = codec.decoder.decode_batch([b'{"event_id": "e1", "key": "a", "features": [1]}'])
-    >>> codec.predictions.encode_batch(batch.event_ids, batch.keys, [True], n_updates=[0],
-    ...     event_timestamps=batch.timestamps, processed_timestamp=1, algorithm="scw")
-    [b'{"event_id":"e1","key":"a","prediction":true,"proba":null,"score":null,"n_updates":0,"event_timestamp":null,"processed_timestamp":1,"algorithm":"scw"}']
+    Only :mod:`oml.service` still builds this; it will build :func:`event_decoder` and
+    :class:`~oml.codecs.outputs.OutputCodecs` itself, and this class will go.
     """
 
-    def __init__(
-        self, decoder: EventDecoder, predictions: PredictionCodec, metrics: MetricsCodec
-    ) -> None:
+    def __init__(self, decoder: EventDecoder, outputs: OutputCodecs) -> None:
         self.decoder = decoder
-        self.predictions = predictions
-        self.metrics = metrics
+        self.outputs = outputs
+
+    @property
+    def predictions(self) -> PredictionCodec:
+        return self.outputs.predictions
+
+    @property
+    def metrics(self) -> MetricsCodec:
+        return self.outputs.metrics
 
     @classmethod
     def from_config(
@@ -262,8 +258,4 @@ class EventCodec:
     ) -> EventCodec:
         if registry is None and config.messages.format == "avro":
             registry = make_registry_client(config.messages)
-        return cls(
-            event_decoder(config, registry),
-            PredictionCodec.from_config(config, registry),
-            MetricsCodec.from_config(config, registry),
-        )
+        return cls(event_decoder(config, registry), OutputCodecs.from_config(config, registry))

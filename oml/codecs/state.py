@@ -10,7 +10,7 @@ version, hyperparameters, feature names, label set, named arrays and the update 
 checks every layer, so corrupted, truncated, foreign or too-new bytes raise :class:`StateError`
 and nothing half-decoded is ever returned.  There is no pickle anywhere.
 
->>> from oml.registry import default_registry
+>>> from oml.plugins import default_registry
 >>> model = default_registry().create("pa")
 >>> model.learn_one({"x": 1.0}, True)
 >>> again = decode_model(encode_model(model))
@@ -65,7 +65,7 @@ def decode_model(data: bytes, registry: Any = None) -> Learner:
 def model_from_state(state: ModelState, registry: Any = None) -> Learner:
     """Build the model a decoded state record describes, checking its algorithm and version."""
     if registry is None:
-        from oml.registry import default_registry
+        from oml.plugins import default_registry
 
         registry = default_registry()
     try:

@@ -20,9 +20,10 @@ this dead letter's, as Kafka's "last header wins" convention reads them.
 >>> key, value, headers = dead_letter_record(
 ...     b"k1", b"{oops", [("trace", b"abc")], reason="malformed", error="bad JSON",
 ...     topic="events", partition=2, offset=41, timestamp_ms=1700000000000)
->>> info = parse_dead_letter(headers)
->>> info.reason, info.source_partition, info.source_offset, info.original_headers
-('malformed', 2, 41, [('trace', b'abc')])
+>>> headers[0], dict(headers)[HEADER_REASON], dict(headers)[HEADER_SOURCE_OFFSET]
+(('trace', b'abc'), b'malformed', b'41')
+
+Read back, ``dict(headers)`` keeps the last header of each name, which is this dead letter's.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
@@ -45,11 +45,8 @@ __all__ = [
     "HEADER_SOURCE_TOPIC",
     "HEADER_TIMESTAMP",
     "HEADER_TRUNCATED",
-    "DeadLetter",
-    "DeadLetterFormatError",
     "dead_letter_for",
     "dead_letter_record",
-    "parse_dead_letter",
     "produce_dead_letter",
 ]
 
@@ -83,10 +80,6 @@ Header = tuple[str, bytes | None]
 Record = tuple[bytes | None, bytes | None, list[Header]]
 
 
-class DeadLetterFormatError(ValueError):
-    """Headers that are not a dead letter's (a required ``oml.dlq.*`` header is missing or bad)."""
-
-
 class _Message(Protocol):
     """What is read from a ``confluent_kafka.Message``."""
 
@@ -97,22 +90,6 @@ class _Message(Protocol):
     def partition(self) -> Any: ...
     def offset(self) -> Any: ...
     def timestamp(self) -> Any: ...
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """A dead-letter record read back: why, from where, and the original message."""
-
-    reason: str
-    error: str
-    source_topic: str
-    source_partition: int
-    source_offset: int
-    timestamp_ms: int
-    source_timestamp_ms: int | None
-    original_headers: list[Header]
-    key: bytes | None = None
-    value: bytes | None = None
 
 
 def _text(value: str | bytes) -> bytes:
@@ -244,52 +221,3 @@ def fit(key: bytes | None, value: bytes | None, headers: list[Header], *, max_by
 def _size(value: bytes | None) -> int:
     return 0 if value is None else len(value)
 
-
-def _last(headers: Sequence[Header], name: str) -> bytes | None:
-    for key, value in reversed(headers):
-        if key == name:
-            return value
-    return None
-
-
-def parse_dead_letter(
-    headers: Sequence[tuple[str, bytes | None]] | None,
-    key: bytes | None = None,
-    value: bytes | None = None,
-) -> DeadLetter:
-    """Read a dead letter's headers (``message.headers()``) back.
-
-    Raises:
-        DeadLetterFormatError: a required ``oml.dlq.*`` header is missing or not a number.
-    """
-    hs: list[Header] = list(headers or ())
-    fields: dict[str, str] = {}
-    for name in _OURS:
-        raw = _last(hs, name)
-        if raw is None:
-            raise DeadLetterFormatError(f"not a dead letter: no {name} header")
-        fields[name] = raw.decode("utf-8", errors="replace")
-    # The original headers: everything but the last occurrence of each of our headers.
-    drop = {max(i for i, (k, _) in enumerate(hs) if k == name) for name in _OURS}
-    original = [h for i, h in enumerate(hs) if i not in drop]
-
-    def number(name: str) -> int:
-        try:
-            return int(fields[name])
-        except ValueError:
-            raise DeadLetterFormatError(f"{name} is not a number: {fields[name]!r}") from None
-
-    return DeadLetter(
-        reason=fields[HEADER_REASON],
-        error=fields[HEADER_ERROR],
-        source_topic=fields[HEADER_SOURCE_TOPIC],
-        source_partition=number(HEADER_SOURCE_PARTITION),
-        source_offset=number(HEADER_SOURCE_OFFSET),
-        timestamp_ms=number(HEADER_TIMESTAMP),
-        source_timestamp_ms=(
-            number(HEADER_SOURCE_TIMESTAMP) if fields[HEADER_SOURCE_TIMESTAMP] else None
-        ),
-        original_headers=original,
-        key=key,
-        value=value,
-    )

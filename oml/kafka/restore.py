@@ -40,8 +40,6 @@ from oml.kafka.clients import describe_error, restore_consumer_config
 __all__ = [
     "ChangelogReader",
     "RestoreError",
-    "read_partition_batches",
-    "read_partition_to_end",
 ]
 
 log = structlog.get_logger()
@@ -201,42 +199,3 @@ class ChangelogReader:
         for batch in self.batches(topic, partition, start_offset):
             yield from batch
 
-
-def read_partition_batches(
-    config: ClientConfig,
-    topic: str,
-    partition: int,
-    *,
-    start_offset: int = OFFSET_BEGINNING,
-    batch_size: int = 10_000,
-    idle_timeout: float = 30.0,
-) -> Iterator[list[Record]]:
-    """Batches of ``(key, value, offset)`` of one partition, from the beginning to its end.
-
-    Opens its own consumer (closed when the iterator finishes or is closed).  To read many
-    partitions, a :class:`ChangelogReader` saves a connection per partition.
-    """
-    with ChangelogReader(config, batch_size=batch_size, idle_timeout=idle_timeout) as reader:
-        yield from reader.batches(topic, partition, start_offset)
-
-
-def read_partition_to_end(
-    config: ClientConfig,
-    topic: str,
-    partition: int,
-    *,
-    start_offset: int = OFFSET_BEGINNING,
-    batch_size: int = 10_000,
-    idle_timeout: float = 30.0,
-) -> Iterator[Record]:
-    """``(key, value, offset)`` of one partition, from the beginning to its end, in offset order.
-
-    ``config`` is the bootstrap servers or a dict of librdkafka settings with
-    ``bootstrap.servers``.  Only committed records are returned (see the module docstring for
-    the Tansu exception); the end is found with partition EOF, not watermarks.
-    """
-    for batch in read_partition_batches(
-        config, topic, partition, start_offset=start_offset, batch_size=batch_size,
-        idle_timeout=idle_timeout,
-    ):
-        yield from batch

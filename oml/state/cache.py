@@ -161,9 +161,6 @@ class FeatureCache:
         if len(timestamps):
             self.advance(int(max(timestamps)))
 
-    def get(self, event_id: str) -> Entry | None:
-        return self.entries.get(event_id)
-
     def drop_many(self, event_ids: Sequence[str], offsets: Sequence[int]) -> None:
         """Forget entries; ``offsets`` are those of the input events that resolved them."""
         persisted = self._persisted
@@ -238,9 +235,6 @@ class FeatureCache:
         for event_id in mine:
             self._free.append(self.entries.pop(event_id)[SLOT])
         self._persisted.difference_update(mine)
-
-    def count(self, partition: int) -> int:
-        return sum(1 for entry in self.entries.values() if entry[PARTITION] == partition)
 
     def restore(
         self, partition: int, records: Iterable[tuple[str, CachedEvent, np.ndarray]]

@@ -67,12 +67,9 @@ class ModelStore:
         self.rows[key] = row
         return row
 
-    def rows_for(self, partition: int, keys: Sequence[str]) -> np.ndarray:
-        """The row of each key's model, creating fresh models for keys never seen."""
-        return self.rows_for_partitions([partition] * len(keys), keys)
-
     def rows_for_partitions(self, partitions: Sequence[int], keys: Sequence[str]) -> np.ndarray:
-        """Like :meth:`rows_for`, each key with its own input partition."""
+        """The row of each key's model, creating a fresh model, placed in the key's input
+        partition, for each key never seen."""
         try:  # the common case: every key has its model
             return np.fromiter(map(self.rows.__getitem__, keys), np.intp, len(keys))
         except KeyError:
@@ -101,9 +98,6 @@ class ModelStore:
             SQ_ERR: float(self.sq_err[row]),
         }
         return encode_state(state, extra)
-
-    def model(self, key: str) -> Learner:
-        return self.bank.get(self.rows[key])
 
     def take_changes(self) -> list[tuple[int, str, bytes, int]]:
         """(partition, key, state bytes, learned offset) of each key learned since the last

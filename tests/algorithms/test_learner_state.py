@@ -10,7 +10,7 @@ from oml_algorithms.pa import PAClassifier, PARegressor
 from oml_algorithms.scw import SCWClassifier
 
 from oml.learner import ModelState, StateError
-from oml.registry import load_registry
+from oml.plugins import load_registry
 
 MODELS = {
     "pa": lambda: PAClassifier(),

@@ -11,7 +11,7 @@ from river import linear_model
 
 from oml.bench.datasets import packaged_dir
 from oml.learner import InvalidInput, label_sort_key
-from oml.registry import Registry
+from oml.plugins import Registry
 
 
 @pytest.fixture(scope="session")

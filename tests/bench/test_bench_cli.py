@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import oml.registry
+import oml.plugins
 from oml.bench import cli, contenders
 
 
@@ -67,14 +67,14 @@ def test_iris_end_to_end_with_the_real_registry(
     assert report["protocol"]["passes"] == 1
     assert report["command"] == ""  # not run as `oml` or `python -m oml.bench`
     labels = [r["label"] for r in report["results"]]
-    registry = oml.registry.default_registry()
+    registry = oml.plugins.default_registry()
     assert labels[: len(labels) - 2] == [n for n in ("pa", "scw") if n in registry.classes]
     assert (out / "iris.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_through_the_oml_command(data_dir, tmp_path, registry, monkeypatch, capsys) -> None:
     oml_cli = pytest.importorskip("oml.cli")
-    monkeypatch.setattr(oml.registry, "default_registry", lambda: registry)
+    monkeypatch.setattr(oml.plugins, "default_registry", lambda: registry)
     monkeypatch.setattr(contenders, "sklearn_baseline", lambda ds: None)
     monkeypatch.setenv("OML_DATA_DIR", str(data_dir))
     code = oml_cli.main(["bench", "learners", "--dataset", "banknote", "--out", str(tmp_path),
@@ -94,7 +94,7 @@ def test_results_go_under_the_current_directory_by_default(
 
     kept = Path(__file__).resolve().parents[2] / "benchmarks" / "learners" / "iris.json"
     before = kept.read_bytes() if kept.exists() else None
-    monkeypatch.setattr(oml.registry, "default_registry", lambda: registry)
+    monkeypatch.setattr(oml.plugins, "default_registry", lambda: registry)
     monkeypatch.setattr(contenders, "sklearn_baseline", lambda ds: None)
     monkeypatch.chdir(tmp_path)
     code = cli.run(parse("bench", "--dataset", "iris", "--passes", "1", "--no-plot", "--quiet"))
@@ -106,7 +106,7 @@ def test_results_go_under_the_current_directory_by_default(
 
 
 def test_speed_end_to_end(tmp_path, registry, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(oml.registry, "default_registry", lambda: registry)
+    monkeypatch.setattr(oml.plugins, "default_registry", lambda: registry)
     args = parse("bench", "speed", "--dims", "4", "12", "--events", "200", "--repeats", "2",
                  "--algorithm", "majority", "--out", str(tmp_path), "--quiet")  # fmt: skip
     code = cli.run(args)

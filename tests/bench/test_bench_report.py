@@ -10,7 +10,7 @@ import pytest
 
 from oml.bench import contenders, report
 from oml.bench.evaluate import BenchConfig, evaluate
-from oml.registry import Registry
+from oml.plugins import Registry
 
 
 def no_sklearn(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ from river import base as river_base
 from oml.bank import LoopBank
 from oml.bench import speed
 from oml.learner import Learner
-from oml.registry import Registry
+from oml.plugins import Registry
 
 
 def test_streams_are_seeded_and_as_described() -> None:

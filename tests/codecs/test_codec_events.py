@@ -27,7 +27,6 @@ from oml.codecs.events import (
     NO_TIMESTAMP,
     AvroEventDecoder,
     Event,
-    EventCodec,
     EventEncoder,
     JsonEventDecoder,
     event_decoder,
@@ -408,7 +407,7 @@ def test_decode_messages_reads_kafka_metadata() -> None:
         FakeMessage(b'{"event_id": "c", "key": "k3", "label": 1}', None, 0, None),
         FakeMessage(b'{"event_id": "d", "key": "k4", "features": [2], "timestamp": 9}', None, 2, 5),
     ]
-    batch = EventCodec.from_config(load_config(None, {}, {})).decoder.decode_messages(messages)
+    batch = event_decoder(load_config(None, {}, {})).decode_messages(messages)
     assert [(e.index, e.reason) for e in batch.errors] == [(1, MALFORMED)]
     assert batch.index.tolist() == [0, 2, 3]
     assert batch.keys == ["k1", "k3", "k4"]

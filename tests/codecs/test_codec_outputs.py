@@ -12,8 +12,14 @@ import pytest
 
 from oml.codecs import avro
 from oml.codecs.errors import MALFORMED, SCHEMA_MISMATCH, CodecError
-from oml.codecs.events import EventCodec
-from oml.codecs.outputs import Metrics, MetricsCodec, Prediction, PredictionCodec, class_name
+from oml.codecs.outputs import (
+    Metrics,
+    MetricsCodec,
+    OutputCodecs,
+    Prediction,
+    PredictionCodec,
+    class_name,
+)
 from oml.config import load_config
 
 FORMATS = ["json", "avro"]
@@ -178,9 +184,9 @@ def test_class_names() -> None:
     ]
 
 
-def test_the_service_codec_set() -> None:
+def test_the_output_codecs_from_the_config() -> None:
     config = load_config(None, {}, {})
-    codec = EventCodec.from_config(config)
+    codec = OutputCodecs.from_config(config)
     values = codec.predictions.encode_batch(
         ["e"], ["k"], [1], n_updates=[0], event_timestamps=[1], processed_timestamp=2,
         algorithm="scw",

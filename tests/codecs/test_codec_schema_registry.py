@@ -23,8 +23,8 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
 from oml.codecs import avro
 from oml.codecs.errors import MALFORMED, REGISTRY_UNAVAILABLE, SCHEMA_MISMATCH, CodecError
-from oml.codecs.events import AvroEventDecoder, Event, EventCodec, EventEncoder
-from oml.codecs.outputs import Metrics, MetricsCodec, PredictionCodec
+from oml.codecs.events import AvroEventDecoder, Event, EventEncoder, event_decoder
+from oml.codecs.outputs import Metrics, MetricsCodec, OutputCodecs, PredictionCodec
 from oml.codecs.schema_registry import frame, make_registry_client, unframe
 from oml.config import FieldNames, load_config
 
@@ -61,7 +61,7 @@ def test_events_round_trip_in_the_wire_format() -> None:
     schema_id, _ = unframe(values[0])
     assert values[0][:1] == b"\x00" and schema_id >= 1
     assert registry.get_latest_version("clicks-value").schema_id == schema_id
-    batch = EventCodec.from_config(config, registry).decoder.decode_batch(values)
+    batch = event_decoder(config, registry).decode_batch(values)
     assert batch.errors == []
     assert batch.event_ids == ["e1", "e1"] and batch.labels == [None, "yes"]
     assert batch.X.tolist() == [[1.0], [0.0]] and batch.timestamps.tolist() == [7, -1]
@@ -263,13 +263,14 @@ def test_real_client_over_http(tiny_registry: TinyRegistry) -> None:
     assert tiny_registry.requests[0][0] == "POST"
     assert tiny_registry.requests[0][1].startswith("/subjects/clicks-value/versions")
     consumer_side = make_registry_client(config.messages)  # a fresh client: no cached schemas
-    codec = EventCodec.from_config(config, consumer_side)
-    batch = codec.decoder.decode_batch([*values, frame(77, b"\x00")])
+    decoder = event_decoder(config, consumer_side)
+    OutputCodecs.from_config(config, consumer_side)
+    batch = decoder.decode_batch([*values, frame(77, b"\x00")])
     assert len(batch) == 50 and batch.X[:, 0].tolist() == [float(i) for i in range(50)]
     assert [(e.index, e.reason) for e in batch.errors] == [(50, SCHEMA_MISMATCH)]
     gets = [path for method, path in tiny_registry.requests if method == "GET"]
     assert [p.split("?")[0] for p in gets] == ["/schemas/ids/1", "/schemas/ids/77"]
-    codec.decoder.decode_batch([*values, frame(77, b"\x00")])  # both ids remembered
+    decoder.decode_batch([*values, frame(77, b"\x00")])  # both ids remembered
     assert len([m for m, _ in tiny_registry.requests if m == "GET"]) == 2
     # the output schemas were registered under their topics' subjects
     posted = {path.split("?")[0] for method, path in tiny_registry.requests if method == "POST"}

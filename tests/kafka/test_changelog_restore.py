@@ -10,14 +10,15 @@ import pytest
 from confluent_kafka import Producer
 
 from oml.kafka.broker import EmbeddedBroker
-from oml.kafka.restore import (
-    ChangelogReader,
-    RestoreError,
-    read_partition_batches,
-    read_partition_to_end,
-)
+from oml.kafka.restore import ChangelogReader, RestoreError
 
 pytestmark = pytest.mark.broker
+
+
+def read_to_end(config: dict[str, Any] | str, topic: str, partition: int) -> list[Any]:
+    """Every record of one partition, read by a reader of its own."""
+    with ChangelogReader(config) as reader:
+        return list(reader.read(topic, partition))
 
 
 def _transactional(kafka_config: dict[str, Any], tid: str) -> Producer:
@@ -29,8 +30,9 @@ def _transactional(kafka_config: dict[str, Any], tid: str) -> Producer:
 def test_empty_partition(kafka_config: dict[str, Any], new_topic: Callable[..., str]) -> None:
     topic = new_topic(partitions=2)
     started = time.monotonic()
-    assert list(read_partition_to_end(kafka_config, topic, 1)) == []
-    assert list(read_partition_batches(kafka_config["bootstrap.servers"], topic, 0)) == []
+    assert read_to_end(kafka_config, topic, 1) == []
+    with ChangelogReader(kafka_config["bootstrap.servers"]) as reader:
+        assert list(reader.batches(topic, 0)) == []
     assert time.monotonic() - started < 5
 
 
@@ -76,7 +78,7 @@ def test_committed_transactions_are_read(
         for i in range(4):
             producer.produce(topic, key=b"t%d" % t, value=b"%d" % i, partition=0)
         producer.commit_transaction(30)
-    got = list(read_partition_to_end(kafka_config, topic, 0))
+    got = read_to_end(kafka_config, topic, 0)
     assert [(k, v) for k, v, _ in got] == [(b"t%d" % t, b"%d" % i) for t in range(3)
                                            for i in range(4)]
     offsets = [o for _, _, o in got]
@@ -97,7 +99,7 @@ def test_open_transaction_is_not_read_and_does_not_block(
     producer.produce(topic, key=b"a", value=b"open", partition=0)
     producer.flush(10)
     started = time.monotonic()
-    got = list(read_partition_to_end(kafka_config, topic, 0))
+    got = read_to_end(kafka_config, topic, 0)
     assert [(k, v) for k, v, _ in got] == [(b"a", b"committed")]
     assert time.monotonic() - started < 5
     producer.abort_transaction(30)
@@ -131,7 +133,7 @@ def test_aborted_transactions_are_not_read(
     producer.produce(topic, key=b"k9", value=b"aborted", partition=0)
     producer.abort_transaction(30)
 
-    got = list(read_partition_to_end(kafka_config, topic, 0))
+    got = read_to_end(kafka_config, topic, 0)
     assert [(k, v) for k, v, _ in got] == [(b"k%d" % i, b"committed") for i in range(3)]
 
 
@@ -141,12 +143,12 @@ def test_missing_partition_or_topic_fails_fast(
     topic = new_topic(partitions=2)
     started = time.monotonic()
     with pytest.raises(RestoreError, match=r"has no partition 2 \(it has 2\)"):
-        list(read_partition_to_end(kafka_config, topic, 2))
+        read_to_end(kafka_config, topic, 2)
     with pytest.raises(RestoreError, match="cannot be read"):
-        list(read_partition_to_end(kafka_config, f"{topic}-missing", 0))
+        read_to_end(kafka_config, f"{topic}-missing", 0)
     assert time.monotonic() - started < 10
 
 
 def test_config_needs_bootstrap() -> None:
     with pytest.raises(ValueError, match=r"bootstrap\.servers"):
-        list(read_partition_to_end({"client.id": "x"}, "t", 0))
+        ChangelogReader({"client.id": "x"})

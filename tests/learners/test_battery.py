@@ -22,7 +22,7 @@ from oml import InvalidInput, StateError, decode_model, encode_model
 from oml.bank import bank_for
 from oml.codecs.state import decode_state, encode_state
 from oml.learner import Learner
-from oml.registry import load_registry
+from oml.plugins import load_registry
 
 REGISTRY = load_registry()
 NAMES = REGISTRY.names()

@@ -15,7 +15,7 @@ from river import base as river_base
 from oml.bank import bank_for
 from oml.config import ConfigError, load_config
 from oml.learner import InvalidInput, TooManyClasses
-from oml.registry import load_registry
+from oml.plugins import load_registry
 
 REGISTRY = load_registry()
 CLASSIFIERS = [

@@ -19,7 +19,7 @@ from river import base as river_base
 
 from oml.bank import BankPrediction, bank_for
 from oml.codecs.outputs import PredictionCodec
-from oml.registry import load_registry
+from oml.plugins import load_registry
 
 REGISTRY = load_registry()
 CLASSIFIERS = [

@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import Producer
 
 from oml.config import load_config
-from oml.kafka.deadletter import parse_dead_letter
+from oml.kafka.deadletter import HEADER_REASON
 from oml.service import Service
 
 TEST_CLIENT = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
@@ -66,6 +66,5 @@ def test_proba_is_per_key_and_a_class_too_many_is_dead_lettered(
     assert predictions["e1"]["proba"] == {}
     assert set(predictions["e6"]["proba"]) == {"x", "y"}
 
-    letters = [parse_dead_letter(r.headers, r.key, r.value)
-               for r in read_all(config.topics.dead_letter)]  # fmt: skip
-    assert [letter.reason for letter in letters] == ["too_many_classes"]
+    letters = read_all(config.topics.dead_letter)
+    assert [letter.header(HEADER_REASON) for letter in letters] == ["too_many_classes"]

@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any
 
 from oml.codecs.state import decode_state, model_from_state
-from oml.registry import Registry, default_registry
+from oml.plugins import Registry, default_registry
 
 
 def offline(events, algorithm="scw", params=None, registry: Registry | None = None):

@@ -12,8 +12,8 @@ import pytest
 from service_helpers import assert_same_models, changelog_models, offline, predictions_by_event
 
 from oml.codecs.events import Event
-from oml.kafka.deadletter import parse_dead_letter
-from oml.registry import Registry, default_registry
+from oml.kafka.deadletter import HEADER_ERROR, HEADER_REASON
+from oml.plugins import Registry, default_registry
 from oml.replay import produce_events
 from oml.service import Service
 
@@ -72,8 +72,8 @@ def stream(values: list[float], n_keys: int = 4, delay: int = 6) -> list[Event]:
 def letters(read_all, topic) -> list[tuple[str, str, str]]:
     out = []
     for r in read_all(topic):
-        letter = parse_dead_letter(r.headers, r.key, r.value)
-        out.append((letter.reason, json.loads(r.value)["event_id"], letter.error))
+        out.append((r.header(HEADER_REASON), json.loads(r.value)["event_id"],
+                    r.header(HEADER_ERROR)))
     return out
 
 

@@ -15,8 +15,14 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from service_helpers import assert_same_models, changelog_models, offline, predictions_by_event
 
-from oml.codecs.events import Event, EventCodec, EventEncoder
-from oml.kafka.deadletter import parse_dead_letter
+from oml.codecs.events import Event, EventEncoder
+from oml.codecs.outputs import PredictionCodec
+from oml.kafka.deadletter import (
+    HEADER_ERROR,
+    HEADER_REASON,
+    HEADER_SOURCE_OFFSET,
+    HEADER_SOURCE_PARTITION,
+)
 from oml.service import Service
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -104,14 +110,15 @@ def run_mixed(setup, kafka_config, read_all, fmt: str, hostile: list[bytes], whe
     valid_values = {v for _, v in good}
     bad = {(r.partition, r.offset): r.value for r in read_all(config.topics.input)
            if r.value not in valid_values}
-    letters = [parse_dead_letter(r.headers) for r in read_all(config.topics.dead_letter)]
-    got = Counter((d.source_partition, d.source_offset) for d in letters)
+    letters = read_all(config.topics.dead_letter)
+    got = Counter((int(d.header(HEADER_SOURCE_PARTITION)), int(d.header(HEADER_SOURCE_OFFSET)))
+                  for d in letters)
     missing = [bad[c][:120] for c in bad if c not in got]
     assert not missing, f"{len(missing)} hostile messages not dead-lettered: {missing[:5]}"
     assert got == Counter(dict.fromkeys(bad, 1))  # each hostile message once, nothing else
-    assert all(d.reason and d.error for d in letters)
+    assert all(d.header(HEADER_REASON) and d.header(HEADER_ERROR) for d in letters)
     assert summary.aborts == 0 and sum(summary.dead_letters.values()) == len(hostile)
-    codec = EventCodec.from_config(config).predictions
+    codec = PredictionCodec.from_config(config)
     predicted = predictions_by_event(read_all, config.topics.predictions, codec)
     assert predicted == Counter({e.event_id: 1 for e in events if e.label is None})
     named = [Event(e.event_id, e.key, e.features and dict(zip(map(str, range(WIDTH)), e.features)),

@@ -10,7 +10,12 @@ import time
 import pytest
 from confluent_kafka import Producer
 
-from oml.kafka.deadletter import HEADER_TRUNCATED, parse_dead_letter
+from oml.kafka.deadletter import (
+    HEADER_REASON,
+    HEADER_SOURCE_OFFSET,
+    HEADER_SOURCE_PARTITION,
+    HEADER_TRUNCATED,
+)
 from oml.service import Service
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -46,9 +51,9 @@ def test_an_outsized_record_is_dead_lettered_cut_to_fit_and_the_stream_goes_on(
     summary = Service(config).run()
 
     (letter,) = read_all(config.topics.dead_letter)
-    info = parse_dead_letter(letter.headers)
-    assert (info.source_partition, info.source_offset) == (0, 0)
-    assert dict(info.original_headers)[HEADER_TRUNCATED] == str(len(huge)).encode()
+    assert (letter.header(HEADER_SOURCE_PARTITION), letter.header(HEADER_SOURCE_OFFSET)) == (
+        "0", "0")
+    assert letter.header(HEADER_TRUNCATED) == str(len(huge))
     assert huge.startswith(letter.value) and 1_000_000 < len(letter.value) < 1_048_588
     assert summary.learned == 1 and summary.predictions == 1
 
@@ -69,7 +74,7 @@ def test_a_far_future_timestamp_does_not_expire_the_cache(setup, kafka_config, r
 
     assert summary.learned == 50 and not summary.dead_letters
     assert not [r for r in read_all(config.topics.dead_letter)
-                if parse_dead_letter(r.headers).reason == "unknown_event"]
+                if r.header(HEADER_REASON) == "unknown_event"]
 
 
 def test_input_headers_are_carried_to_the_predictions(setup, kafka_config, read_all):
@@ -101,7 +106,7 @@ def test_a_wide_first_list_after_a_restart_cannot_pin_the_feature_count(setup, k
 
     summary = Service(config).run()
 
-    reasons = [parse_dead_letter(r.headers).reason for r in read_all(config.topics.dead_letter)]
+    reasons = [r.header(HEADER_REASON) for r in read_all(config.topics.dead_letter)]
     assert reasons == ["wrong_feature_count"] * 5  # the width came back with the models
     assert summary.learned == 1 and not summary.dead_letters
 
@@ -118,7 +123,7 @@ def test_poison_pills_and_feature_explosions_are_set_aside(setup, kafka_config, 
 
     summary = Service(config).run()
 
-    letters = [parse_dead_letter(r.headers) for r in read_all(config.topics.dead_letter)]
-    assert [(d.source_offset, d.reason) for d in letters] == [
-        (0, "too_deep"), (1, "too_many_features"), (4, "too_deep")]
+    letters = read_all(config.topics.dead_letter)
+    assert [(d.header(HEADER_SOURCE_OFFSET), d.header(HEADER_REASON)) for d in letters] == [
+        ("0", "too_deep"), ("1", "too_many_features"), ("4", "too_deep")]
     assert summary.learned == 1 and summary.predictions == 1

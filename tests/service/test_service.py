@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka import Producer
 from service_helpers import assert_same_models, changelog_models, offline, predictions_by_event
 
-from oml.kafka.deadletter import parse_dead_letter
+from oml.kafka.deadletter import HEADER_ERROR, HEADER_REASON, HEADER_SOURCE_TOPIC
 from oml.replay import dataset_events, produce_events
 from oml.service import RestoreError, Service
 
@@ -178,13 +178,13 @@ def test_bad_input_goes_to_the_dead_letter_topic_and_good_events_flow(
     letters = read_all(config.topics.dead_letter)
     by_reason = {}
     for r in letters:
-        letter = parse_dead_letter(r.headers, r.key, r.value)
-        by_reason[letter.reason] = (r.value, letter)
+        by_reason[r.header(HEADER_REASON)] = r
     assert set(by_reason) == set(bad)
     for reason, raw in bad.items():
-        value, letter = by_reason[reason]
-        assert value == raw  # the original bytes, untouched
-        assert letter.source_topic == config.topics.input and letter.error
+        letter = by_reason[reason]
+        assert letter.value == raw  # the original bytes, untouched
+        assert letter.header(HEADER_SOURCE_TOPIC) == config.topics.input
+        assert letter.header(HEADER_ERROR)
     assert summary.learned == 2 and summary.dead_letters == Counter(dict.fromkeys(bad, 1))
     predicted = predictions_by_event(read_all, config.topics.predictions)
     assert set(predicted) == {"g1", "g3"}

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from oml import StateError
-from oml.registry import default_registry
+from oml.plugins import default_registry
 from oml.state.models import ModelStore
 
 
@@ -27,12 +27,12 @@ def test_changes_are_coalesced_and_round_trip_with_bookkeeping():
     other = ModelStore(default_registry().create("pa"))
     other.load(3, "a", changes[0][2])
     assert other.learned_offset[other.rows["a"]] == 41
-    assert other.model("a").export_state() == store.model("a").export_state()
+    assert other.export("a") == store.export("a")  # the model and its bookkeeping
 
 
 def test_a_learned_offset_of_zero_survives_the_round_trip():
     store = ModelStore(default_registry().create("pa"))
-    row = store.rows_for(0, ["a"])
+    row = store.rows_for_partitions([0], ["a"])
     store.learned_offset[row] = 0
     store.mark_learned(row)
     (_, _, value, _), = store.take_changes()
@@ -43,8 +43,8 @@ def test_a_learned_offset_of_zero_survives_the_round_trip():
 
 def test_drop_partition_forgets_its_keys():
     store = ModelStore(default_registry().create("pa"))
-    store.rows_for(0, ["a"])
-    store.rows_for(1, ["b"])
+    store.rows_for_partitions([0], ["a"])
+    store.rows_for_partitions([1], ["b"])
     store.drop_partition(0)
     assert list(store.rows) == ["b"]
 
