@@ -13,7 +13,9 @@ import pytest
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("OML_")}
 
-# The failure is put in place in the child process, before the command runs.
+# The failure is put in place in the child process, before the command runs; the
+# restore_failed line says what failed.
+_SAYS = {"read": "broken for the test", "decode": "at offset 7 cannot be decoded"}
 _FAILURES = {
     "read": """
 def failing(self, topic, partition, *args, **kwargs):
@@ -55,4 +57,4 @@ def test_a_restore_failure_is_one_restore_failed_line_and_exit_code_1(
     assert done.returncode == 1, done.stderr[-3000:]
     logged = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     (failed,) = [e for e in logged if e["event"] == "restore_failed"]
-    assert "broken for the test" in failed["error"]
+    assert _SAYS[failure] in failed["error"]
