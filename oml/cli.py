@@ -183,9 +183,10 @@ def run_service(args: argparse.Namespace) -> int:
     from oml.commands import check_model, create_embedded_input, input_partitions
     from oml.http import HealthServer
     from oml.kafka.broker import EMBEDDED_CONSUMER, cluster
+    from oml.kafka.restore import RestoreError
     from oml.logs import configure_logging
     from oml.observability import ServiceMetrics
-    from oml.service import RestoreError, Service
+    from oml.service import Service
 
     config = config_from_args(args)
     configure_logging(config.log.level, config.log.format)

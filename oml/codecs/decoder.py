@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from oml.codecs._util import gc_paused, message_column, message_ints
+from oml.codecs._util import message_column, message_ints
 from oml.codecs.batch import (
     NO_TIMESTAMP,
     Bad,
@@ -124,8 +124,7 @@ class EventDecoder:
         All four, if given, are parallel to ``values``.
 
         Raises :class:`CodecError` (reason ``registry_unavailable``) only if the schema
-        registry cannot be asked for a writer schema: retry the batch or stop.  The garbage
-        collector is paused while it runs (see :func:`oml.codecs._util.gc_paused`).
+        registry cannot be asked for a writer schema: retry the batch or stop.
         """
         ts = None if timestamps is None else np.asarray(timestamps, dtype=np.int64)
         source = Source(
@@ -164,15 +163,14 @@ class EventDecoder:
     def _decode_guarded(self, values: Sequence[bytes | None], source: Source) -> DecodedBatch:
         """The batch at once; if that raises unexpectedly, message by message, so that only the
         message at fault becomes a dead letter (``internal_error``)."""
-        with gc_paused():
-            try:
-                return self._decode_values(values, source)
-            except CodecError as exc:
-                if exc.reason == REGISTRY_UNAVAILABLE:
-                    raise
-            except Exception:  # noqa: S110  # pinned to its message below
-                pass
-            return self._decode_each(values, source)
+        try:
+            return self._decode_values(values, source)
+        except CodecError as exc:
+            if exc.reason == REGISTRY_UNAVAILABLE:
+                raise
+        except Exception:  # noqa: S110  # pinned to its message below
+            pass
+        return self._decode_each(values, source)
 
     def _decode_each(self, values: Sequence[bytes | None], source: Source) -> DecodedBatch:
         parts: list[DecodedBatch] = []

@@ -49,7 +49,6 @@ from oml.codecs.batch import NO_TIMESTAMP, DecodedBatch, Features, Label
 from oml.codecs.decoder import EventDecoder
 from oml.codecs.json_events import JsonEventDecoder
 from oml.codecs.limits import Limits
-from oml.codecs.outputs import MetricsCodec, OutputCodecs, PredictionCodec
 from oml.codecs.schema_registry import frame, make_registry_client, register
 from oml.config import Config, ConfigError, FieldNames, MessagesConfig
 from oml.learner import plain
@@ -62,7 +61,6 @@ __all__ = [
     "AvroEventDecoder",
     "DecodedBatch",
     "Event",
-    "EventCodec",
     "EventDecoder",
     "EventEncoder",
     "Features",
@@ -227,35 +225,3 @@ class EventEncoder:
             )
             result.append(stream.getvalue())
         return result
-
-
-# --------------------------------------------------------------------------------------------
-# the service's former set of codecs
-
-
-class EventCodec:
-    """The input decoder and the output codecs side by side, sharing one schema-registry client.
-
-    Only :mod:`oml.service` still builds this; it will build :func:`event_decoder` and
-    :class:`~oml.codecs.outputs.OutputCodecs` itself, and this class will go.
-    """
-
-    def __init__(self, decoder: EventDecoder, outputs: OutputCodecs) -> None:
-        self.decoder = decoder
-        self.outputs = outputs
-
-    @property
-    def predictions(self) -> PredictionCodec:
-        return self.outputs.predictions
-
-    @property
-    def metrics(self) -> MetricsCodec:
-        return self.outputs.metrics
-
-    @classmethod
-    def from_config(
-        cls, config: Config, registry: SchemaRegistryClient | None = None
-    ) -> EventCodec:
-        if registry is None and config.messages.format == "avro":
-            registry = make_registry_client(config.messages)
-        return cls(event_decoder(config, registry), OutputCodecs.from_config(config, registry))

@@ -36,7 +36,6 @@ import msgspec
 import numpy as np
 
 from oml.codecs import avro
-from oml.codecs._util import gc_paused
 from oml.codecs.errors import SCHEMA_MISMATCH, CodecError
 from oml.codecs.records import Label, Metrics, Prediction, RecordCodec, class_name
 from oml.codecs.schema_registry import make_registry_client
@@ -102,11 +101,10 @@ class PredictionCodec(RecordCodec):
         n = len(event_ids)
         if n == 0:
             return []
-        with gc_paused():
-            return self._encode_batch(
-                event_ids, keys, predictions, n_updates, event_timestamps,
-                processed_timestamp, algorithm, classes, proba, score, known,
-            )  # fmt: skip
+        return self._encode_batch(
+            event_ids, keys, predictions, n_updates, event_timestamps,
+            processed_timestamp, algorithm, classes, proba, score, known,
+        )  # fmt: skip
 
     def _encode_batch(
         self,

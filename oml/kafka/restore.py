@@ -7,9 +7,11 @@ when a fetch reaches the last stable offset.  Watermarks are not used: they are 
 read_committed reader sees (records of open transactions sit below the high watermark), and
 some brokers report them wrong.
 
-Records come in batches (``consume(n)``), and the caller applies them in offset order: "the last
-record per key wins; a null value deletes" is right whether or not the broker has compacted the
-topic yet.
+Records come in batches (``consume(n)``) in offset order, and :meth:`ChangelogReader.latest`
+applies them: the last record per key wins and a null value deletes, which is right whether or
+not the broker has compacted the topic yet.  It also leaves out the records that follow from
+input the consumer group never committed: every changelog record names, in its
+:data:`OFFSET_HEADER` header, the input offset it follows from.
 
 Under ``read_committed`` a record of an aborted transaction is never returned, provided the
 broker reports aborted transactions in its fetch responses, as Kafka does.  **Tansu 0.6 does not**
@@ -20,16 +22,15 @@ Reading::
 
     with ChangelogReader({"bootstrap.servers": "localhost:9092", **security}) as reader:
         for partition in assigned:
-            state = {}
-            for key, value, offset in reader.read("oml.events.models", partition):
-                state[key] = value  # the last record per key wins
+            # key -> (value, changelog offset), of input before the committed offset
+            state = reader.latest("oml.events.models", partition, before=committed[partition])
             ...
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import structlog
@@ -38,6 +39,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from oml.kafka.clients import describe_error, restore_consumer_config
 
 __all__ = [
+    "OFFSET_HEADER",
     "ChangelogReader",
     "RestoreError",
 ]
@@ -64,8 +66,13 @@ _TERMINAL = frozenset({
 })
 
 
+OFFSET_HEADER = "oml.offset"
+"""Changelog record header: the input offset the record follows from."""
+
+
 class RestoreError(RuntimeError):
-    """A changelog partition could not be read to its end."""
+    """State cannot be restored: a changelog partition could not be read to its end, or one of
+    its records cannot be decoded.  The service stops rather than skip it."""
 
 
 def _config(config: ClientConfig) -> dict[str, Any]:
@@ -198,4 +205,35 @@ class ChangelogReader:
         """``(key, value, offset)`` one by one, in offset order, until the partition's end."""
         for batch in self.batches(topic, partition, start_offset):
             yield from batch
+
+    def latest(
+        self,
+        topic: str,
+        partition: int,
+        *,
+        before: int,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[bytes, tuple[bytes, int]]:
+        """The last value per key of a changelog partition (a null deletes), as ``key ->
+        (value, changelog offset)``, among records that follow from input before ``before``
+        (records without the :data:`OFFSET_HEADER` header always count).  ``progress`` is
+        told how many records each batch held."""
+        latest: dict[bytes, tuple[bytes | None, int]] = {}
+        for records in self.batches(topic, partition, headers=True):
+            for key, value, offset, headers in records:  # type: ignore[misc]
+                source = offset_header(headers)
+                if source is not None and source >= before:
+                    continue
+                latest[key] = (value, offset)
+            if progress is not None:
+                progress(len(records))
+        return {k: (v, o) for k, (v, o) in latest.items() if v is not None}
+
+
+def offset_header(headers: list[tuple[str, bytes]] | None) -> int | None:
+    """The input offset a changelog record names in its :data:`OFFSET_HEADER` header."""
+    for name, value in headers or ():
+        if name == OFFSET_HEADER:
+            return int(value)
+    return None
 

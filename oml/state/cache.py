@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from oml.codecs.batch import ColumnSpace
 from oml.learner import plain
 
 CACHE_RECORD_VERSION = 1
@@ -121,7 +122,7 @@ class FeatureCache:
         del self._free[len(self._free) - n :]
         return slots
 
-    def rows(self, entries: Sequence[Entry], width: int) -> np.ndarray:
+    def features_of(self, entries: Sequence[Entry], width: int) -> np.ndarray:
         """The cached features of ``entries`` (none None), ``width`` columns."""
         out = self.features[list(map(_SLOT_OF, entries)), :width]
         if out.shape[1] < width:  # columns the bank gained since: never seen, so zero
@@ -239,7 +240,8 @@ class FeatureCache:
     def restore(
         self, partition: int, records: Iterable[tuple[str, CachedEvent, np.ndarray]]
     ) -> None:
-        """Load a partition's changelog records (event id, record, row)."""
+        """Load a partition's changelog records (event id, record, its features as a row in the
+        bank's columns: :func:`features_row`)."""
         for event_id, record, row in sorted(records, key=lambda r: r[1].ts):
             (slot,) = self._alloc(1, len(row))
             self.features[slot, : len(row)] = row
@@ -251,9 +253,20 @@ class FeatureCache:
 
 
 def encode_entry(entry: Entry, row: np.ndarray, features: Sequence[Hashable]) -> bytes:
+    """An entry's changelog value: its features by name (the non-zero columns of ``row``, named
+    by ``features``), as :func:`features_row` reads them back."""
     values = row.tolist()
     named = {str(features[j]): v for j, v in enumerate(values) if v != 0.0}
     prediction = plain(entry[PREDICTION])
     return _encoder.encode(CachedEvent(
         CACHE_RECORD_VERSION, entry[KEY], named, int(entry[TS]), int(entry[OFFSET]), prediction
     ))
+
+
+def features_row(record: CachedEvent, space: ColumnSpace) -> np.ndarray:
+    """A changelog record's features as a row in ``space``'s columns (a bank's, which gains
+    columns for names it has not seen): the layout :func:`encode_entry` wrote by name."""
+    cols = space.columns(list(record.features))
+    row = np.zeros(len(space.features))
+    row[cols] = list(record.features.values())
+    return row

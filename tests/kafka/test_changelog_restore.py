@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import Producer
 
 from oml.kafka.broker import EmbeddedBroker
-from oml.kafka.restore import ChangelogReader, RestoreError
+from oml.kafka.restore import OFFSET_HEADER, ChangelogReader, RestoreError
 
 pytestmark = pytest.mark.broker
 
@@ -152,3 +152,28 @@ def test_missing_partition_or_topic_fails_fast(
 def test_config_needs_bootstrap() -> None:
     with pytest.raises(ValueError, match=r"bootstrap\.servers"):
         ChangelogReader({"client.id": "x"})
+
+
+def test_latest_keeps_the_last_record_per_key_of_committed_input(
+    kafka_config: dict[str, Any],
+    new_topic: Callable[..., str],
+    produce_records: Callable[..., None],
+) -> None:
+    """What restore rebuilds state from: the last value per key, a null deleting, records that
+    follow from input at or past ``before`` left out (those without the header always kept)."""
+    topic = new_topic()
+
+    def after(offset: int) -> list[tuple[str, bytes]]:
+        return [(OFFSET_HEADER, str(offset).encode())]
+
+    produce_records(topic, [
+        (b"a", b"a1", after(0)), (b"b", b"b1", after(1)), (b"a", b"a2", after(2)),
+        (b"b", None, after(3)),  # deleted
+        (b"c", b"c1"),  # no header: kept
+        (b"a", b"a3", after(10)),  # input past the committed offset: left out
+    ], partition=0)  # fmt: skip
+    seen: list[int] = []
+    with ChangelogReader(kafka_config) as reader:
+        latest = reader.latest(topic, 0, before=10, progress=seen.append)
+    assert latest == {b"a": (b"a2", 2), b"c": (b"c1", 4)}
+    assert sum(seen) == 6

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from oml.codecs.events import Event, EventEncoder
 from oml.config import load_config
+from oml.processing import pair_in_batch
 from oml.service import Service
 from oml.state.cache import SLOT
 
@@ -38,7 +39,8 @@ def _service(algorithm: str, paired: bool) -> Service:
                                     "model.algorithm": algorithm})
     service = Service(config)
     service.producer = RecordingProducer()  # type: ignore[assignment]
-    service.pair_in_batch = paired
+    if not paired:  # every feedback through the cache
+        service.processor.pairing = None
     return service
 
 
@@ -158,17 +160,17 @@ def test_a_plain_batch_pairs_and_caches_only_what_is_unresolved():
     ops = [("u", i, i % 3, 0.5 * i, None) for i in range(6)]
     ops += [("f", i, i % 3, None, i % 2 == 0) for i in range(4)]
     service = _service("pa", paired=True)
-    pairs = service._pair_in_batch
     seen = []
 
-    def spy(batch, rows):
-        seen.append(pairs(batch, rows))
+    def spy(batch, rows, cache):
+        seen.append(pair_in_batch(batch, rows, cache))
         return seen[-1]
 
-    service._pair_in_batch = spy  # type: ignore[method-assign]
+    service.processor.pairing = spy
     service.process(_messages(ops))
     (found,) = seen
     assert found is not None and found.resolved.sum() == 4
     assert sorted(service.cache.entries) == ["e4", "e5"]  # the two events still unlabeled
-    assert service.summary.learned == 4 and service.metrics.cache_hits._value.get() == 4
+    hits = service.metrics.registry.get_sample_value("oml_feature_cache_hits_total")
+    assert service.summary.learned == 4 and hits == 4
     assert np.array_equal(found.partner[6:], np.arange(4))

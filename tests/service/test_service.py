@@ -16,8 +16,9 @@ from confluent_kafka import Producer
 from service_helpers import assert_same_models, changelog_models, offline, predictions_by_event
 
 from oml.kafka.deadletter import HEADER_ERROR, HEADER_REASON, HEADER_SOURCE_TOPIC
+from oml.kafka.restore import RestoreError
 from oml.replay import dataset_events, produce_events
-from oml.service import RestoreError, Service
+from oml.service import Service
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -121,7 +122,7 @@ def test_kill_9_mid_stream_then_restart(setup, bootstrap_servers, banknote, read
 def test_two_instances_in_one_group_share_the_partitions(setup, bootstrap_servers, banknote,
                                                         read_all):
     events = list(dataset_events(*banknote, n_keys=16, delay=10, passes=2))
-    configs = [setup(**{"kafka.instance_id": name, "processing.exit_when_idle_s": 25.0})
+    configs = [setup(**{"kafka.instance_id": name, "processing.exit_when_idle_s": None})
                for name in ("one", "two")]
     services = [Service(c) for c in configs]
     summaries = {}
@@ -137,8 +138,20 @@ def test_two_instances_in_one_group_share_the_partitions(setup, bootstrap_server
         assert time.monotonic() < deadline, "the two instances never both got partitions"
         time.sleep(0.2)
     produce_events(configs[0], bootstrap_servers, iter(events))
+
+    def handled(service):  # input events handled so far, through the metrics
+        value = service.metrics.registry.get_sample_value
+        return sum(value("oml_events_total", {"kind": kind}) or 0
+                   for kind in ("unlabeled", "feedback", "dead_letter"))
+
+    deadline = time.monotonic() + 120
+    while sum(map(handled, services)) < len(events):
+        assert time.monotonic() < deadline, "the two instances never handled every event"
+        time.sleep(0.2)
+    for s in services:
+        s.stop()  # each commits what it did and leaves the group
     for t in threads:
-        t.join(120)
+        t.join(60)
 
     counts = [summaries[id(s)].events for s in services]
     assert all(n > 0 for n in counts) and sum(counts) == len(events)

@@ -84,7 +84,7 @@ def test_rows_are_recycled_and_new_columns_read_as_zero():
     for round_ in range(5):
         ids = [f"{round_}-{i}" for i in range(1000)]
         put(cache, ids, [1] * 1000)
-        assert cache.rows([cache.entries[ids[3]]], 3).tolist() == [[7.0, 8.0, 0.0]]
+        assert cache.features_of([cache.entries[ids[3]]], 3).tolist() == [[7.0, 8.0, 0.0]]
         cache.drop_many(ids, [0] * 1000)
     assert len(cache.features) <= 2048  # freed rows were used again
     put(cache, ["x", "x"], [1, 2])  # the same id twice in one call: the last one stays
