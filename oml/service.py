@@ -33,7 +33,9 @@ from oml.codecs.events import DecodedBatch, EventCodec
 from oml.config import Config
 from oml.kafka import clients, deadletter, topics
 from oml.kafka.restore import ChangelogReader
+from oml.kafka.watch import BrokerWatch
 from oml.learner import StateError
+from oml.lifecycle import is_fatal, log_end
 from oml.observability import ServiceMetrics
 from oml.registry import Registry, default_registry
 from oml.stages import plan_stages
@@ -118,6 +120,7 @@ class Service:
         self._last_offset: dict[int, int] = {}  # partition -> last offset processed
         self._stop = False
         self._failed = False  # the run ends in an exception
+        self._error: BaseException | None = None  # ... this one
         self._in_transaction = False
         self._owned: set[int] = set()  # the input partitions assigned to this instance
         self._revoked = False  # partitions were revoked during the last poll
@@ -134,6 +137,7 @@ class Service:
         self.consumer: Consumer = None  # type: ignore[assignment]
         self.producer: Producer = None  # type: ignore[assignment]
         self.reader: ChangelogReader | None = None
+        self.watch: BrokerWatch = None  # type: ignore[assignment]  # the cluster, checked
 
     # ------------------------------------------------------------------------------- running
     def stop(self, *_: object) -> None:
@@ -148,14 +152,15 @@ class Service:
         """Poll, decode, route, write, commit; until stopped or a bound is reached."""
         processing = self.config.processing
         started = time.monotonic()
-        self._connect()
-        self._idle_since = None  # counts once partitions are assigned
         first_event: float | None = None
         thresholds = gc.get_threshold()
         if processing.gc_threshold:  # see ProcessingConfig.gc_threshold
             gc.set_threshold(processing.gc_threshold, *thresholds[1:])
         try:
+            self._connect()  # inside: a failure to start is reported as any other
+            self._idle_since = None  # counts once partitions are assigned
             while not self._stop:
+                self.watch.check()  # the cluster lost our topics or offsets: stop, loudly
                 messages = self._poll()
                 self.metrics.heartbeat()
                 events = messages
@@ -181,12 +186,14 @@ class Service:
                 idle = 0.0 if self._idle_since is None else now - self._idle_since
                 if processing.exit_when_idle_s and idle >= processing.exit_when_idle_s:
                     break
+            self.watch.check()
             self.emit_metrics()
             self.commit()
             if first_event is not None:
                 self.summary.busy_seconds = time.monotonic() - first_event
-        except BaseException:
+        except BaseException as exc:
             self._failed = True  # nothing of the unfinished batch may be committed now
+            self._error = exc if self.watch is None else self.watch.failure or exc
             raise
         finally:
             gc.set_threshold(*thresholds)
@@ -201,6 +208,11 @@ class Service:
         topics.ensure_topics(
             admin, t.input, [t.models, t.cache], [t.predictions, t.metrics, t.dead_letter]
         )
+        self.watch = BrokerWatch(
+            admin, cfg.kafka.group_id, t.input, [t.models, t.cache, t.predictions, t.metrics,
+                                                 t.dead_letter],
+            metrics=self.metrics, stop=self.stop,
+        ).start()
         if self.exactly_once:
             producer_config = clients.transactional_producer_config(
                 bs, cfg.kafka.group_id, self.instance_id, extra
@@ -209,12 +221,13 @@ class Service:
             producer_config = clients.producer_config(bs, extra)
         self.producer = Producer(producer_config)
         self._max_record_bytes = int(producer_config.get("message.max.bytes", 1_000_000))
-        self.consumer = Consumer(clients.consumer_config(
-            bs, cfg.kafka.group_id, {**self.consumer_settings, **extra}
+        self.consumer = Consumer(clients.consumer_config(  # a pinned id: a static member
+            bs, cfg.kafka.group_id, {**self.consumer_settings, **extra},
+            instance_id=cfg.kafka.instance_id,
         ))
         self.reader = ChangelogReader({"bootstrap.servers": bs, **extra})
         if self.exactly_once:
-            self.producer.init_transactions()
+            self.producer.init_transactions(clients.CALL_TIMEOUT_S)
         self.consumer.subscribe(
             [t.input], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
@@ -293,6 +306,9 @@ class Service:
         """After a failed batch: a message that failed alone is set aside; a failed batch of
         several is handled again one message at a time.  Then the open transaction is aborted
         and state and positions go back to the last commit."""
+        if self.exactly_once and self._in_transaction:  # first: a fenced producer fails here,
+            self.producer.abort_transaction(clients.CALL_TIMEOUT_S)  # and that is the failure
+            self._in_transaction = False
         error = f"{type(exc).__name__}: {exc}"
         first, last = messages[0], messages[-1]
         log.error("batch_failed", error=error, messages=len(messages),
@@ -335,7 +351,7 @@ class Service:
         """Abort the open transaction, then rebuild state and positions from what is
         committed, as after a restart."""
         if self.exactly_once and self._in_transaction:
-            self.producer.abort_transaction()
+            self.producer.abort_transaction(clients.CALL_TIMEOUT_S)
             self._in_transaction = False
         self.summary.aborts += 1
         self.metrics.aborts.inc()
@@ -349,9 +365,10 @@ class Service:
         models = len(self.models)  # before close() revokes (and drops) the partitions
         try:
             if self._failed and self._in_transaction:
-                self._in_transaction = False
+                self._in_transaction = False  # (a fatal error, such as fencing: none to abort)
                 try:
-                    self.producer.abort_transaction(10)
+                    if not is_fatal(self._error):
+                        self.producer.abort_transaction(clients.CALL_TIMEOUT_S)
                 except KafkaException as exc:  # the run's own error says more: keep it
                     log.warning("abort_failed", error=clients.describe_error(exc.args[0]))
             if self.consumer is not None:
@@ -359,20 +376,16 @@ class Service:
                 # failure, whose work is left for the next owner to redo)
             if self.producer is not None:
                 if self._in_transaction:
-                    self.producer.abort_transaction()
-                self.producer.flush(30)
+                    self.producer.abort_transaction(clients.CALL_TIMEOUT_S)
+                self.producer.flush(clients.CALL_TIMEOUT_S)
             if self.reader is not None:
                 self.reader.close()
         finally:
+            if self.watch is not None:
+                self.watch.stop()
             self.consumer = self.producer = None  # type: ignore[assignment]  # end with the run
             self.reader = None
-            s = self.summary
-            log.info(
-                "service_stopped", events=s.events, predictions=s.predictions, learned=s.learned,
-                dead_letters=dict(s.dead_letters), cache_misses=s.cache_misses,
-                duplicates=s.duplicates, commits=s.commits, aborts=s.aborts,
-                models=models, seconds=round(s.seconds, 3),
-            )
+            log_end(self.summary, models, self._error)  # service_stopped, or service_failed
 
     # ---------------------------------------------------------------------------- processing
     def process(self, messages: Sequence[Message]) -> None:
@@ -796,15 +809,15 @@ class Service:
             try:
                 if offsets:
                     self.producer.send_offsets_to_transaction(
-                        offsets, self.consumer.consumer_group_metadata()
+                        offsets, self.consumer.consumer_group_metadata(), clients.CALL_TIMEOUT_S
                     )
-                self.producer.commit_transaction()
+                self.producer.commit_transaction(clients.CALL_TIMEOUT_S)
                 self._in_transaction = False
             except KafkaException as exc:
                 self._recover_from_failed_commit(exc)
                 return
         else:
-            remaining = self.producer.flush(60)
+            remaining = self.producer.flush(clients.CALL_TIMEOUT_S)
             if remaining:
                 raise RuntimeError(f"{remaining} records not acknowledged; offsets not committed")
             if offsets:
@@ -868,7 +881,7 @@ class Service:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = [tp.partition for tp in partitions]
         if self.exactly_once and self._in_transaction:
-            self.producer.abort_transaction()
+            self.producer.abort_transaction(clients.CALL_TIMEOUT_S)
             self._in_transaction = False
         self._revoked = True
         self._owned.difference_update(numbers)
