@@ -98,10 +98,11 @@ class Throttle(logging.Filter):
 
 
 class RestatedErrors(logging.Filter):
-    """Drops librdkafka's lines about a fatal error or fencing (facilities ``FATAL`` and
-    ``TXNERR``, or a line that says ``fence``): the same error reaches the service as an
-    exception from its next call, and the service reports it once, in its ``service_failed``
-    line, with the setting to change.
+    """Drops librdkafka's lines about a fatal error, fencing or a failed transaction step
+    (facilities ``FATAL``, ``TXNERR``, ``ADDPARTS``, ``ADDOFFSETS``, ``ENDTXN``, or a line that
+    says ``fence``): the same error reaches the service as an exception from its call, and the
+    service reports it once (``transaction_aborted`` if it recovers, else its
+    ``service_failed`` line, with the setting to change).
 
     >>> f = RestatedErrors()
     >>> def rec(fac, msg):
@@ -111,7 +112,7 @@ class RestatedErrors(logging.Filter):
     (False, False, True)
     """
 
-    FACILITIES = frozenset({"FATAL", "TXNERR"})
+    FACILITIES = frozenset({"FATAL", "TXNERR", "ADDPARTS", "ADDOFFSETS", "ENDTXN"})
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args

@@ -299,6 +299,7 @@ def test_sigterm_with_the_broker_frozen_ends_the_process_within_30s(own_broker):
         os.killpg(own_broker.pid, signal.SIGCONT)
         if proc.poll() is None:
             proc.kill()
+    print(f"SIGTERM to exit: {waited:.1f} s, exit code {rc}")
     assert waited <= 30 and rc != 0, (waited, rc, stderr[-3000:])
     bad = errors(stderr)
     assert len(bad) == 1 and bad[0]["event"] == "service_failed", bad
