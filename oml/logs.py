@@ -107,9 +107,9 @@ class RestatedErrors(logging.Filter):
     >>> f = RestatedErrors()
     >>> def rec(fac, msg):
     ...     return logging.LogRecord("x", 50, "", 0, "%s [%s] %s", (fac, "c", msg), None)
-    >>> f.filter(rec("FATAL", "Fatal error")), f.filter(rec("ADDPARTS", "... fenced ...")), \
-    ...     f.filter(rec("FAIL", "Connection refused"))
-    (False, False, True)
+    >>> [f.filter(rec(fac, msg)) for fac, msg in
+    ...  [("FATAL", "Fatal error"), ("ADDPARTS", "... fenced ..."), ("FAIL", "refused")]]
+    [False, False, True]
     """
 
     FACILITIES = frozenset({"FATAL", "TXNERR", "ADDPARTS", "ADDOFFSETS", "ENDTXN"})
