@@ -207,13 +207,17 @@ def run_service(args: argparse.Namespace) -> int:
         service = Service(config, bootstrap_servers=bootstrap, metrics=metrics,
                           consumer_settings=EMBEDDED_CONSUMER if embedded else {})
         guard = ShutdownGuard(service.stop).install()  # SIGTERM: stop; exit within 25 s anyway
+        guard.arm_on(lambda: metrics.failure is not None)  # and so after a broker loss
         try:
             service.run()
         except Exception as exc:  # logged by the run's last line, service_failed, with the cause
-            metrics.set_failed(failure_of(exc)[0])
-            return int(failure_of(exc)[2])
+            cause = service.watch.failure if service.watch is not None else None
+            metrics.set_failed(failure_of(cause or exc)[0])
+            return int(failure_of(cause or exc)[2])
         finally:
             guard.done()
+        if service.watch is not None and service.watch.failure is not None:
+            return int(failure_of(service.watch.failure)[2])
     return Exit.OK
 
 

@@ -116,24 +116,42 @@ class ShutdownGuard:
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stop()
+        self.arm(signal.Signals(signum).name)
+
+    def arm(self, reason: str, code: Exit = Exit.KAFKA, cause: str = "shutdown_timeout") -> None:
+        """Start the deadline (once): the process ends ``grace_s`` from now at the latest."""
         if self._armed.is_set():
             return
         self._armed.set()
         self._signalled = time.monotonic()
-        threading.Thread(target=self._deadline, args=(signal.Signals(signum).name,),
+        threading.Thread(target=self._deadline, args=(reason, code, cause),
                          daemon=True, name="oml-shutdown-deadline").start()
 
-    def _deadline(self, name: str) -> None:
+    def arm_on(self, failed: Callable[[], bool], every_s: float = 0.5) -> ShutdownGuard:
+        """Arm the deadline when ``failed()`` turns true (the broker watch found the cluster
+        lost: the loop may be stuck in a call that the lost broker never answers)."""
+
+        def wait() -> None:
+            while not self._done.wait(every_s):
+                if failed():
+                    self.arm("the broker loss", Exit.BROKER_LOST, "broker_lost")
+                    return
+
+        threading.Thread(target=wait, daemon=True, name="oml-failure-deadline").start()
+        return self
+
+    def _deadline(self, name: str, code: Exit = Exit.KAFKA, cause: str = "shutdown_timeout"
+                  ) -> None:
         if self._done.wait(self.grace_s):
             return
         log.error(
-            "service_failed", cause="shutdown_timeout", exit_code=int(Exit.KAFKA),
+            "service_failed", cause=cause, exit_code=int(code),
             error=f"the service did not stop within {self.grace_s:g}s of {name}: the broker "
             "did not answer a commit, an abort or the consumer's close; exiting without them "
             "(the uncommitted work is redone by the next owner of its partitions)",
         )
         sys.stderr.flush()
-        self._exit(int(Exit.KAFKA))
+        self._exit(int(code))
 
     def done(self) -> None:
         """The run has ended: the deadline is off."""

@@ -380,11 +380,16 @@ class Service:
                 self.producer.flush(clients.CALL_TIMEOUT_S)
             if self.reader is not None:
                 self.reader.close()
+        except BaseException as exc:  # the close failed (the broker gone): a failed run too
+            self._error = self._error or exc
+            raise
         finally:
+            lost = None if self.watch is None else self.watch.failure
             if self.watch is not None:
                 self.watch.stop()
             self.consumer = self.producer = None  # type: ignore[assignment]  # end with the run
             self.reader = None
+            self._error = lost or self._error  # the cluster's loss explains what followed
             log_end(self.summary, models, self._error)  # service_stopped, or service_failed
 
     # ---------------------------------------------------------------------------- processing
