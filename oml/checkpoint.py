@@ -73,7 +73,7 @@ class Checkpoint:
     def abort(self) -> None:
         """Abort the open transaction, if any: nothing of it becomes visible."""
         if self.exactly_once and self.in_transaction:
-            self.producer.abort_transaction()
+            self.producer.abort_transaction(clients.CALL_TIMEOUT_S)
             self.in_transaction = False
 
     # -------------------------------------------------------------------------------- commit
@@ -117,15 +117,15 @@ class Checkpoint:
             try:
                 if offsets:
                     self.producer.send_offsets_to_transaction(
-                        offsets, self.consumer.consumer_group_metadata()
+                        offsets, self.consumer.consumer_group_metadata(), clients.CALL_TIMEOUT_S
                     )
-                self.producer.commit_transaction()
+                self.producer.commit_transaction(clients.CALL_TIMEOUT_S)
                 self.in_transaction = False
             except KafkaException as exc:
                 self._recover_from_failed_commit(exc)
                 return
         else:
-            remaining = self.producer.flush(60)
+            remaining = self.producer.flush(clients.CALL_TIMEOUT_S)
             if remaining:
                 raise RuntimeError(f"{remaining} records not acknowledged; offsets not committed")
             if offsets:

@@ -30,7 +30,9 @@ broker on loopback for trying it out.
 
 Settings come from a TOML file (--config), OML_* environment variables and flags, in that
 order of precedence (last wins). Exit codes: 0 ok, 1 failed, 2 usage or configuration error,
-3 data set error, 4 Kafka unreachable, 5 input topic missing or changelog mismatch."""
+3 data set error, 4 Kafka unreachable, 5 input topic missing or changelog mismatch, 6 fenced
+by another instance with the same instance id, 7 the cluster lost the service's topics or
+offsets."""
 
 
 def version() -> str:
@@ -183,7 +185,7 @@ def run_service(args: argparse.Namespace) -> int:
     from oml.commands import check_model, create_embedded_input, input_partitions
     from oml.http import HealthServer
     from oml.kafka.broker import EMBEDDED_CONSUMER, cluster
-    from oml.kafka.restore import RestoreError
+    from oml.lifecycle import ShutdownGuard, failure_of
     from oml.logs import configure_logging
     from oml.observability import ServiceMetrics
     from oml.service import Service
@@ -204,12 +206,18 @@ def run_service(args: argparse.Namespace) -> int:
             log.info("http_endpoint_started", url=server.url)
         service = Service(config, bootstrap_servers=bootstrap, metrics=metrics,
                           consumer_settings=EMBEDDED_CONSUMER if embedded else {})
-        service.install_signal_handlers()
+        guard = ShutdownGuard(service.stop).install()  # SIGTERM: stop; exit within 25 s anyway
+        guard.arm_on(lambda: metrics.failure is not None)  # and so after a broker loss
         try:
             service.run()
-        except RestoreError as exc:
-            log.error("restore_failed", error=str(exc))
-            return Exit.FAILED
+        except Exception as exc:  # logged by the run's last line, service_failed, with the cause
+            cause = service.watch.failure if service.watch is not None else None
+            metrics.set_failed(failure_of(cause or exc)[0])
+            return int(failure_of(cause or exc)[2])
+        finally:
+            guard.done()
+        if service.watch is not None and service.watch.failure is not None:
+            return int(failure_of(service.watch.failure)[2])
     return Exit.OK
 
 

@@ -21,6 +21,11 @@ class Exit(IntEnum):
     """the cluster could not be reached (or the embedded broker could not start)"""
     TOPIC = 5
     """the input topic is missing, or an existing changelog does not fit"""
+    FENCED = 6
+    """another instance took this one's identity (the same kafka.instance_id): it must stop"""
+    BROKER_LOST = 7
+    """the cluster lost the service's topics or committed offsets (restarted empty, a topic
+    deleted): the state in memory no longer matches the log"""
     INTERRUPTED = 130
     """Ctrl-C (SIGINT) before the command finished"""
 

@@ -3,7 +3,8 @@
 * ``/metrics``: the service registry, Prometheus text format (OpenMetrics when the scraper
   asks for it).
 * ``/healthz``: 200 while ``metrics.heartbeat()`` was called within ``heartbeat_timeout``
-  seconds, else 503.
+  seconds and the instance has not failed (``metrics.set_failed``: its broker lost its topics
+  or offsets), else 503 (``"status": "failed"`` with the cause, or ``"stale"``).
 * ``/readyz``: 200 when ``metrics.is_ready`` (set ready, no partition restoring) and the
   heartbeat is fresh, else 503.
 
@@ -207,10 +208,14 @@ class HealthServer:
     # -- probe logic (also usable without HTTP) --------------------------------------
 
     def is_alive(self) -> bool:
-        return self.metrics.seconds_since_heartbeat() <= self.heartbeat_timeout
+        return (self.metrics.failure is None
+                and self.metrics.seconds_since_heartbeat() <= self.heartbeat_timeout)
 
     def liveness(self) -> tuple[int, dict[str, Any]]:
         age = round(self.metrics.seconds_since_heartbeat(), 3)
+        if self.metrics.failure is not None:
+            return 503, {"status": "failed", "error": self.metrics.failure,
+                         "heartbeat_age_seconds": age}
         if age <= self.heartbeat_timeout:
             return 200, {"status": "ok", "heartbeat_age_seconds": age}
         log.warning("liveness_failed", heartbeat_age_seconds=age, timeout=self.heartbeat_timeout)

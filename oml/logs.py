@@ -38,7 +38,9 @@ import structlog
 import structlog.tracebacks
 from structlog.types import Processor
 
-__all__ = ["FORMATS", "LEVELS", "Throttle", "configure_logging", "librdkafka_logger"]
+__all__ = [
+    "FORMATS", "LEVELS", "RestatedErrors", "Throttle", "configure_logging", "librdkafka_logger",
+]
 
 LEVELS: dict[str, int] = {
     "debug": logging.DEBUG,
@@ -95,10 +97,37 @@ class Throttle(logging.Filter):
         return True
 
 
+class RestatedErrors(logging.Filter):
+    """Drops librdkafka's lines about a fatal error, fencing or a failed transaction step
+    (facilities ``FATAL``, ``TXNERR``, ``ADDPARTS``, ``ADDOFFSETS``, ``ENDTXN``, or a line that
+    says ``fence``): the same error reaches the service as an exception from its call, and the
+    service reports it once (``transaction_aborted`` if it recovers, else its
+    ``service_failed`` line, with the setting to change).
+
+    >>> f = RestatedErrors()
+    >>> def rec(fac, msg):
+    ...     return logging.LogRecord("x", 50, "", 0, "%s [%s] %s", (fac, "c", msg), None)
+    >>> [f.filter(rec(fac, msg)) for fac, msg in
+    ...  [("FATAL", "Fatal error"), ("ADDPARTS", "... fenced ..."), ("FAIL", "refused")]]
+    [False, False, True]
+    """
+
+    FACILITIES = frozenset({"FATAL", "TXNERR", "ADDPARTS", "ADDOFFSETS", "ENDTXN"})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if not (isinstance(args, tuple) and len(args) >= 3):
+            return True
+        return args[0] not in self.FACILITIES and "fence" not in str(args[2]).lower()
+
+
 def librdkafka_logger() -> logging.Logger:
     """The logger given to every librdkafka client (its ``logger`` setting): librdkafka's
-    lines then reach the configured renderer (served on the client's poll), throttled."""
+    lines then reach the configured renderer (served on the client's poll), throttled, and
+    without the fatal-error lines the service restates (:class:`RestatedErrors`)."""
     logger = logging.getLogger(LIBRDKAFKA_LOGGER)
+    if not any(isinstance(f, RestatedErrors) for f in logger.filters):
+        logger.addFilter(RestatedErrors())
     if not any(isinstance(f, Throttle) for f in logger.filters):
         logger.addFilter(Throttle())
     return logger

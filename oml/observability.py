@@ -310,6 +310,8 @@ class ServiceMetrics:
         for kind in REBALANCE_KINDS:
             self.rebalances.labels(kind=kind)
         self._phase = "starting"
+        self.failure: str | None = None
+        """Why the instance can no longer serve (set by :meth:`set_failed`); None while healthy."""
         if process_metrics:
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)
@@ -324,6 +326,14 @@ class ServiceMetrics:
     def seconds_since_heartbeat(self) -> float:
         return max(0.0, self._clock() - self._last_heartbeat)
 
+    def set_failed(self, cause: str) -> None:
+        """The instance can no longer serve (its broker lost its topics or offsets, it was
+        fenced): ``/healthz`` and ``/readyz`` answer 503 with ``cause`` from now on."""
+        if self.failure is None:
+            self.failure = cause
+        self._ready = False
+        self._phase = "failed"
+
     def set_ready(self, ready: bool) -> None:
         """Ready = every assigned partition restored and the loop processing.
 
@@ -335,7 +345,7 @@ class ServiceMetrics:
 
     @property
     def is_ready(self) -> bool:
-        return self._ready and not self._restoring
+        return self._ready and not self._restoring and self.failure is None
 
     def set_phase(self, phase: str) -> None:
         """What the instance is doing while not ready: ``starting``, then ``joining`` (waiting
@@ -345,6 +355,8 @@ class ServiceMetrics:
     @property
     def phase(self) -> str:
         """``restoring``, ``ready``, or the phase last set (``starting``, ``joining``)."""
+        if self.failure is not None:
+            return "failed"
         if self._restoring:
             return "restoring"
         return "ready" if self._ready else self._phase

@@ -32,6 +32,8 @@ from oml.codecs.schema_registry import make_registry_client
 from oml.config import Config
 from oml.kafka import clients, topics
 from oml.kafka.restore import ChangelogReader
+from oml.kafka.watch import BrokerWatch
+from oml.lifecycle import is_fatal, log_end
 from oml.observability import ServiceMetrics
 from oml.plugins import Registry, default_registry
 from oml.processing import Processor
@@ -107,6 +109,8 @@ class Service:
         self._seconds = self._busy_seconds = 0.0
         self._stop = False
         self._failed = False  # the run ends in an exception
+        self._error: BaseException | None = None  # ... this one
+        self.watch: BrokerWatch = None  # type: ignore[assignment]  # the cluster, checked
         self._owned: set[int] = set()  # the input partitions assigned to this instance
         self._revoked = False  # partitions were revoked during the last poll
         # fault isolation (see _handle): partition -> last offset of a failed batch, whose
@@ -172,14 +176,15 @@ class Service:
         """Poll, decode, route, write, commit; until stopped or a bound is reached."""
         processing = self.config.processing
         started = time.monotonic()
-        self._connect()
-        self._idle_since = None  # counts once partitions are assigned
         first_event: float | None = None
         thresholds = gc.get_threshold()
         if processing.gc_threshold:  # see ProcessingConfig.gc_threshold
             gc.set_threshold(processing.gc_threshold, *thresholds[1:])
         try:
+            self._connect()  # inside: a failure to start is reported as any other
+            self._idle_since = None  # counts once partitions are assigned
             while not self._stop:
+                self.watch.check()  # the cluster lost our topics or offsets: stop, loudly
                 messages = self._poll()
                 self.metrics.heartbeat()
                 events = messages
@@ -205,12 +210,14 @@ class Service:
                 idle = 0.0 if self._idle_since is None else now - self._idle_since
                 if processing.exit_when_idle_s and idle >= processing.exit_when_idle_s:
                     break
+            self.watch.check()
             self.emit_metrics()
             self.commit()
             if first_event is not None:
                 self._busy_seconds = time.monotonic() - first_event
-        except BaseException:
+        except BaseException as exc:
             self._failed = True  # nothing of the unfinished batch may be committed now
+            self._error = exc if self.watch is None else self.watch.failure or exc
             raise
         finally:
             gc.set_threshold(*thresholds)
@@ -225,6 +232,11 @@ class Service:
         topics.ensure_topics(
             admin, t.input, [t.models, t.cache], [t.predictions, t.metrics, t.dead_letter]
         )
+        self.watch = BrokerWatch(
+            admin, cfg.kafka.group_id, t.input, [t.models, t.cache, t.predictions, t.metrics,
+                                                 t.dead_letter],
+            metrics=self.metrics, stop=self.stop,
+        ).start()
         if self.exactly_once:
             producer_config = clients.transactional_producer_config(
                 bs, cfg.kafka.group_id, self.instance_id, extra
@@ -233,12 +245,13 @@ class Service:
             producer_config = clients.producer_config(bs, extra)
         self.producer = Producer(producer_config)
         self.processor.max_record_bytes = int(producer_config.get("message.max.bytes", 1_000_000))
-        self.consumer = Consumer(clients.consumer_config(
-            bs, cfg.kafka.group_id, {**self.consumer_settings, **extra}
+        self.consumer = Consumer(clients.consumer_config(  # a pinned id: a static member
+            bs, cfg.kafka.group_id, {**self.consumer_settings, **extra},
+            instance_id=cfg.kafka.instance_id,
         ))
         self.checkpoint.reader = ChangelogReader({"bootstrap.servers": bs, **extra})
         if self.exactly_once:
-            self.producer.init_transactions()
+            self.producer.init_transactions(clients.CALL_TIMEOUT_S)
         self.consumer.subscribe(
             [t.input], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
@@ -317,6 +330,7 @@ class Service:
         """After a failed batch: a message that failed alone is set aside; a failed batch of
         several is handled again one message at a time.  Then the open transaction is aborted
         and state and positions go back to the last commit."""
+        self.checkpoint.abort()  # first: a fenced producer fails here, and that is the failure
         error = f"{type(exc).__name__}: {exc}"
         first, last = messages[0], messages[-1]
         log.error("batch_failed", error=error, messages=len(messages),
@@ -359,9 +373,10 @@ class Service:
         checkpoint = self.checkpoint
         try:
             if self._failed and checkpoint.in_transaction:
-                checkpoint.in_transaction = False
+                checkpoint.in_transaction = False  # (a fatal error, such as fencing: none to abort)
                 try:
-                    self.producer.abort_transaction(10)
+                    if not is_fatal(self._error):
+                        self.producer.abort_transaction(clients.CALL_TIMEOUT_S)
                 except KafkaException as exc:  # the run's own error says more: keep it
                     log.warning("abort_failed", error=clients.describe_error(exc.args[0]))
             if self.consumer is not None:
@@ -369,20 +384,21 @@ class Service:
                 # failure, whose work is left for the next owner to redo)
             if self.producer is not None:
                 if checkpoint.in_transaction:
-                    self.producer.abort_transaction()
-                self.producer.flush(30)
+                    self.producer.abort_transaction(clients.CALL_TIMEOUT_S)
+                self.producer.flush(clients.CALL_TIMEOUT_S)
             if checkpoint.reader is not None:
                 checkpoint.reader.close()
+        except BaseException as exc:  # the close failed (the broker gone): a failed run too
+            self._error = self._error or exc
+            raise
         finally:
+            lost = None if self.watch is None else self.watch.failure
+            if self.watch is not None:
+                self.watch.stop()
             self.consumer = self.producer = None  # type: ignore[assignment]  # end with the run
             checkpoint.reader = None
-            s = self.summary
-            log.info(
-                "service_stopped", events=s.events, predictions=s.predictions, learned=s.learned,
-                dead_letters=dict(s.dead_letters), cache_misses=s.cache_misses,
-                duplicates=s.duplicates, commits=s.commits, aborts=s.aborts,
-                models=models, seconds=round(s.seconds, 3),
-            )
+            self._error = lost or self._error  # the cluster's loss explains what followed
+            log_end(self.summary, models, self._error)  # service_stopped, or service_failed
 
     # ------------------------------------------------------------------------------ the work
     def process(self, messages: Sequence[Message]) -> None:

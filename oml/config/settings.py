@@ -47,8 +47,9 @@ class KafkaConfig:
             broker.  Also read from ``OML_BOOTSTRAP_SERVERS``.
         group_id: the consumer group, and the prefix of the changelog topics.
         instance_id: this instance's stable name within the group; the transactional id is
-            ``{group_id}-{instance_id}``, so a restarted instance fences its own zombie.  Two
-            instances must not share one.  Default: the host name.
+            ``{group_id}-{instance_id}``, so a restarted instance fences its own zombie, and the
+            consumer's ``group.instance.id`` (static membership).  Two instances must not share
+            one.  Default (None): an id unique to the process, and dynamic membership.
         connect_timeout_s: how long the ``oml`` commands wait for the cluster's first answer
             before giving up with a one-line error (exit code 4).
         librdkafka: any librdkafka settings passed through to every client as written

@@ -25,10 +25,21 @@ Choices worth knowing:
   while idle (10/s per broker).
 * Producers are idempotent (``acks=all``), compress with lz4, and linger 10 ms to batch (a
   commit flushes them anyway).
+* ``transaction.timeout.ms=10000`` (producer default 60 s, broker maximum 15 min): a transaction
+  left open by a killed instance holds back every ``read_committed`` reader of the partitions it
+  wrote (outputs and changelogs) until the broker aborts it; the service commits every second,
+  so ten seconds is ample.  Every blocking call the service makes (``init_transactions``,
+  ``send_offsets_to_transaction``, ``commit_transaction``, ``abort_transaction``, ``flush``) is
+  given :data:`CALL_TIMEOUT_S`.
+* A pinned ``kafka.instance_id`` is also the consumer's ``group.instance.id`` (static
+  membership): a restarted instance takes back its partitions without a rebalance of the group.
+  The default instance id is unique per process, and then membership is dynamic.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import socket
 from collections.abc import Mapping
 from typing import Any
@@ -39,11 +50,14 @@ from confluent_kafka import KafkaError, KafkaException
 from oml.logs import librdkafka_logger
 
 __all__ = [
+    "CALL_TIMEOUT_S",
     "SECRET_SETTINGS",
+    "TRANSACTION_TIMEOUT_MS",
     "admin_config",
     "consumer_config",
     "default_instance_id",
     "describe_error",
+    "kafka_error",
     "log_kafka_error",
     "producer_config",
     "redact",
@@ -55,6 +69,17 @@ __all__ = [
 log = structlog.get_logger()
 
 Settings = Mapping[str, Any]
+
+TRANSACTION_TIMEOUT_MS = 10_000
+"""``transaction.timeout.ms`` of the exactly-once producer: how long the broker lets a transaction
+stay open before it aborts it (a killed instance's transaction holds back ``read_committed``
+readers that long).  Kafka's producer default is 60 s; brokers cap it at
+``transaction.max.timeout.ms`` (15 min by default)."""
+
+CALL_TIMEOUT_S = 10.0
+"""The bound on each blocking client call of the service (``init_transactions``,
+``send_offsets_to_transaction``, ``commit_transaction``, ``abort_transaction``, ``flush``): a
+broker that does not answer makes the call raise instead of hanging the loop."""
 
 # Settings the delivery guarantee rests on: overriding them is allowed, but said out loud.
 _GUARANTEE_SETTINGS = frozenset(
@@ -112,12 +137,17 @@ def _common(bootstrap_servers: str, client_id: str) -> dict[str, Any]:
 
 
 def default_instance_id() -> str:
-    """This host's name: stable across restarts of a pod or VM, which a transactional id wants.
+    """An id unique to this process: ``{host}-{pid}-{random}``.
 
-    Two instances on one host need distinct ids, set explicitly (otherwise each one's
-    ``init_transactions`` fences the other).
+    Two instances on one host never fence each other by default.  The price: a restarted
+    process has another id, so it neither fences its previous incarnation nor takes back its
+    partitions as a static member; pin ``kafka.instance_id`` (a StatefulSet's pod name) for that.
+
+    >>> a, b = default_instance_id(), default_instance_id()
+    >>> a != b and a.split("-")[-2] == str(os.getpid())
+    True
     """
-    return socket.gethostname() or "oml"
+    return f"{socket.gethostname() or 'oml'}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 def transactional_id(group_id: str, instance_id: str) -> str:
@@ -138,6 +168,7 @@ def consumer_config(
     *,
     partition_eof: bool = False,
     client_id: str = "oml",
+    instance_id: str | None = None,
 ) -> dict[str, Any]:
     """The service's input consumer: a group member that never commits on its own.
 
@@ -145,6 +176,12 @@ def consumer_config(
     (exactly-once) or explicitly after the producer flushed (at-least-once).  It reads only
     committed records, and a group with no committed offset starts at the earliest record.
     ``partition_eof`` makes the consumer report the end of each partition (for bounded runs).
+    ``instance_id`` (a pinned ``kafka.instance_id``) makes it a static member of the group
+    (``group.instance.id``): restarted within ``session.timeout.ms``, it gets its partitions back
+    without a rebalance; stopped, its partitions move only when that session expires.
+
+    >>> consumer_config("k:9092", "fraud", instance_id="pod-0")["group.instance.id"]
+    'pod-0'
     """
     base = {
         **_common(bootstrap_servers, client_id),
@@ -157,6 +194,8 @@ def consumer_config(
         "fetch.queue.backoff.ms": 10,
         "fetch.wait.max.ms": 100,
     }
+    if instance_id:
+        base["group.instance.id"] = instance_id
     return _merge("consumer", base, overrides)
 
 
@@ -177,6 +216,7 @@ def transactional_producer_config(
         **_common(bootstrap_servers, client_id),
         **_PRODUCER_BASE,
         "transactional.id": transactional_id(group_id, instance_id),
+        "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
     }
     return _merge("transactional_producer", base, overrides)
 
@@ -253,6 +293,18 @@ def redact(config: Settings) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------ errors
 
+FENCED_HINT = (
+    "another instance started with this instance's transactional id ({group_id}-{instance_id}) "
+    "and fenced it: give each running instance its own kafka.instance_id (--set "
+    "kafka.instance_id=NAME), or leave it unset for an id unique to each process"
+)
+
+FENCED_CODES = frozenset({
+    KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH,
+    KafkaError.FENCED_INSTANCE_ID,
+})
+"""Errors that mean another instance took this one's identity: the instance must stop."""
+
 _HINTS: dict[int, str] = {
     KafkaError._ALL_BROKERS_DOWN: "no broker can be reached: check bootstrap.servers, the "
     "network, and security.protocol / TLS / SASL settings",
@@ -273,12 +325,12 @@ _HINTS: dict[int, str] = {
     "transactional id: grant Write on the transactional id (prefix: the group id)",
     KafkaError.CLUSTER_AUTHORIZATION_FAILED: "this principal lacks a cluster permission "
     "(IdempotentWrite, or Create for topics)",
-    KafkaError._FENCED: "this producer was fenced: another instance with the same transactional "
-    "id (group id + instance id) started; give each running instance its own instance id",
-    KafkaError.PRODUCER_FENCED: "this producer was fenced: another instance with the same "
-    "transactional id (group id + instance id) started; give each instance its own instance id",
-    KafkaError.INVALID_PRODUCER_EPOCH: "the producer's epoch is stale: another instance with the "
-    "same transactional id took over",
+    KafkaError._FENCED: FENCED_HINT,
+    KafkaError.PRODUCER_FENCED: FENCED_HINT,
+    KafkaError.INVALID_PRODUCER_EPOCH: FENCED_HINT,
+    KafkaError.FENCED_INSTANCE_ID: "another consumer joined the group with this instance's "
+    "group.instance.id (a pinned kafka.instance_id): give each running instance its own "
+    "kafka.instance_id",
     KafkaError.COORDINATOR_NOT_AVAILABLE: "the group or transaction coordinator is not available "
     "yet; on a one-broker cluster, transaction.state.log.replication.factor and "
     "offsets.topic.replication.factor must be 1",
@@ -303,7 +355,7 @@ _HINTS: dict[int, str] = {
 }
 
 
-def _kafka_error(error: KafkaError | BaseException) -> KafkaError | None:
+def kafka_error(error: KafkaError | BaseException) -> KafkaError | None:
     if isinstance(error, KafkaError):
         return error
     if isinstance(error, KafkaException) and error.args and isinstance(error.args[0], KafkaError):
@@ -318,7 +370,7 @@ def describe_error(error: KafkaError | BaseException, context: str = "") -> str:
     connecting: Local: All broker connections are down [_ALL_BROKERS_DOWN]; no broker can be \
 reached: check bootstrap.servers, the network, and security.protocol / TLS / SASL settings
     """
-    err = _kafka_error(error)
+    err = kafka_error(error)
     prefix = f"{context}: " if context else ""
     if err is None:
         return f"{prefix}{error}"
@@ -343,11 +395,12 @@ reached: check bootstrap.servers, the network, and security.protocol / TLS / SAS
 def log_kafka_error(error: KafkaError) -> None:
     """librdkafka's ``error_cb``: client-level errors (brokers down, authentication) as log events.
 
-    Most are transient (librdkafka retries); a fatal one is logged as an error and must stop the
-    service, which sees it on its next call.
+    Most are transient (librdkafka retries); a fatal one is logged as a warning here and must
+    stop the service, which sees it on its next call and names it in its ``service_failed``
+    error line.
     """
-    if error.fatal():
-        log.error("kafka_fatal_error", error=describe_error(error), code=error.name())
+    if error.fatal():  # the service restates it in its service_failed line
+        log.warning("kafka_fatal_error", error=describe_error(error), code=error.name())
     elif error.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
         log.warning("kafka_connection_error", error=describe_error(error), code=error.name())
     else:

@@ -92,7 +92,7 @@ def test_describe_error() -> None:
                                        fatal=True))
     text = describe_error(fenced, "committing")
     assert text.startswith("committing: fenced by a newer instance [_FENCED]")
-    assert "instance id" in text and "(fatal)" in text
+    assert "kafka.instance_id" in text and "(fatal)" in text
     assert describe_error(ValueError("plain")) == "plain"
     with capture_logs() as logs:
         log_kafka_error(KafkaError(KafkaError._ALL_BROKERS_DOWN))
