@@ -8,7 +8,7 @@ so for those (``restart_is_drift``) the start of every pass after the first is a
 too: the passes of ``sea-drift`` are the concepts A B | A B | A B.
 
 - ``sea-drift``: SEA (Street & Kim 2001; three features in [0, 10], the label is
-  ``x0 + x1 <= threshold``, 10% label noise), threshold 8 (variant 0) for the first half, then
+  ``x0 + x1 > threshold``, 10% label noise), threshold 8 (variant 0) for the first half, then
   9.5 (variant 3): an abrupt drift halfway that relabels about 17% of the feature space.
 - ``hyperplane-drift``: a rotating hyperplane (Hulten et al. 2001; ten features in [0, 1],
   two of whose weights move by 0.001 per event, reversing direction with probability 0.1;
