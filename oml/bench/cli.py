@@ -45,7 +45,7 @@ def add_learners_arguments(p: argparse.ArgumentParser) -> None:
     data = p.add_argument_group("data")
     data.add_argument(
         "--dataset", help="a known data set: iris, banknote, or a drift stream: sea-drift, "
-        "hyperplane-drift, agrawal-drift, epoch-ms (default: banknote)",
+        "hyperplane-drift, agrawal-drift, agrawal-shift, epoch-ms (default: banknote)",
     )  # fmt: skip
     data.add_argument("--csv", type=Path, metavar="PATH", help="any CSV with a header line")
     data.add_argument("--target", metavar="COL", help="the target column of --csv")

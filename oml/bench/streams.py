@@ -13,10 +13,14 @@ too: the passes of ``sea-drift`` are the concepts A B | A B | A B.
 - ``hyperplane-drift``: a rotating hyperplane (Hulten et al. 2001; ten features in [0, 1],
   two of whose weights move by 0.001 per event, reversing direction with probability 0.1;
   5% label noise): gradual drift all along, no abrupt point inside a pass.
-- ``agrawal-drift``: Agrawal's loan-applicant stream (Agrawal et al. 1993) with raw-scale
-  features (salary and commission in the tens of thousands, house value up to about a million,
-  loan up to 500,000, age, years), classification function 0 (age alone) for the first half, then
-  function 2 (age and salary): an abrupt concept change halfway, and features no one scaled.
+- ``agrawal-drift``: Agrawal's loan-applicant stream (Agrawal et al. 1993; River's, no
+  perturbation) with raw-scale features (salary and commission in the tens of thousands, house
+  value up to about a million, loan up to 500,000, age, years), labelled by classification
+  function 6 (disposable income ``2/3 (salary + commission) - loan/5 - 20000``) for the first
+  half, then function 8 (the same minus ``5000 * elevel``, plus 10,000): an abrupt concept
+  change halfway on features no one scaled, both halves linearly separable and balanced.
+- ``agrawal-shift``: the same, but function 7 after the change (education instead of the
+  loan): the classes go from balanced to 98% / 2%, so the change moves the class prior too.
 - ``epoch-ms``: a static hyperplane (five features in [0, 1], 5% noise) plus ``event_time_ms``,
   an epoch-millisecond timestamp (1.7e12, one second further each event) that carries no
   signal: what a user's raw event time looks like to a learner.  No drift.
@@ -83,12 +87,15 @@ def _hyperplane(n: int, seed: int) -> Iterable[tuple[dict, Any]]:
     return itertools.islice(h, n)
 
 
-def _agrawal(n: int, seed: int) -> Iterable[tuple[dict, Any]]:
-    from river.datasets import synth
+def _agrawal(then: int) -> Callable[[int, int], Iterable[tuple[dict, Any]]]:
+    def generate(n: int, seed: int) -> Iterable[tuple[dict, Any]]:
+        from river.datasets import synth
 
-    a = synth.Agrawal(classification_function=0, seed=seed + 1)
-    b = synth.Agrawal(classification_function=2, seed=seed + 2)
-    return _switch(a, b, n // 2, n)
+        a = synth.Agrawal(classification_function=6, seed=seed + 1)
+        b = synth.Agrawal(classification_function=then, seed=seed + 2)
+        return _switch(a, b, n // 2, n)
+
+    return generate
 
 
 def _epoch_ms(n: int, seed: int) -> Iterator[tuple[dict, Any]]:
@@ -106,8 +113,10 @@ STREAMS: dict[str, StreamSpec] = {
                    "River SEA, variant 0 then 3 (abrupt, halfway), 10% noise"),
         StreamSpec("hyperplane-drift", 20_000, (), True, _hyperplane,
                    "River Hyperplane, 10 features, 2 drifting, mag_change 0.001, 5% noise"),
-        StreamSpec("agrawal-drift", 20_000, (10_000,), True, _agrawal,
-                   "River Agrawal, function 0 then 2 (abrupt, halfway), raw-scale features"),
+        StreamSpec("agrawal-drift", 20_000, (10_000,), True, _agrawal(8),
+                   "River Agrawal, function 6 then 8 (abrupt, halfway), raw-scale features"),
+        StreamSpec("agrawal-shift", 20_000, (10_000,), True, _agrawal(7),
+                   "River Agrawal, function 6 then 7 (abrupt, halfway, classes 50/50 to 98/2)"),
         StreamSpec("epoch-ms", 20_000, (), False, _epoch_ms,
                    "River Hyperplane (5 features, static, 5% noise) + an epoch-ms timestamp"),
     )
@@ -116,7 +125,8 @@ STREAMS: dict[str, StreamSpec] = {
 SHA256: dict[str, str] = {
     "sea-drift": "967241abe6c5592f9aa6be099a124407b12af70450a1997f129476e31647fd7d",
     "hyperplane-drift": "3fd00be0bde5c1ba85e30d4e82b00d4e2cb4ca35d89556c12e2c9820071331cb",
-    "agrawal-drift": "abe2a4fb328fbc204b035099fb7d1a6d5d16326ce9a343d4af85882efe329d8e",
+    "agrawal-drift": "51690900f227e102600c653a690b9c124dbefa5d5362a89016aaacb03d86b19a",
+    "agrawal-shift": "e35c3f4076a9b2404f3ab5ee4cf04b2ebcdfde780feaa8352e66ddfc9fdfb15a",
     "epoch-ms": "d5e3e8e62c0f02bc608e374eaedb5009818c7196959e334f75396d61242271a0",
 }
 """The :func:`digest` of each stream at seed 0, as River 0.26.1 generates it (checked by the

@@ -43,6 +43,20 @@ def test_sea_drifts_halfway() -> None:
     assert streams.drift_points(ds, 3) == [10_000, 20_000, 30_000, 40_000, 50_000]
 
 
+def test_agrawal_changes_its_labelling_function_halfway() -> None:
+    ds, shift = load("agrawal-drift"), load("agrawal-shift")
+    half = ds.drifts[0]
+
+    def disposable(x: dict[str, float]) -> float:  # Agrawal's function 6: 0 if above 1
+        return 2 * (x["salary"] + x["commission"]) / 3 - x["loan"] / 5 - 20000
+
+    assert all(int(disposable(x) <= 1) == y for x, y in zip(ds.X[:half], ds.y[:half]))
+    assert any(int(disposable(x) <= 1) != y for x, y in zip(ds.X[half:], ds.y[half:]))
+    assert 0.45 < sum(ds.y[half:]) / half < 0.55  # function 8: still balanced
+    assert sum(shift.y[half:]) / half < 0.05  # function 7: 98% class 0
+    assert ds.X[:half] == shift.X[:half]
+
+
 def test_raw_scales() -> None:
     agrawal = load("agrawal-drift")
     assert max(x["hvalue"] for x in agrawal.X) > 5e5 and max(x["salary"] for x in agrawal.X) > 1e5
@@ -56,7 +70,7 @@ def test_raw_scales() -> None:
 
 
 def test_unknown_name_lists_the_streams() -> None:
-    with pytest.raises(DatasetError, match="sea-drift, hyperplane-drift, agrawal-drift"):
+    with pytest.raises(DatasetError, match="sea-drift, hyperplane-drift, agrawal-drift, agrawal-shift, epoch-ms"):
         load("nope", download=False)
 
 
