@@ -70,7 +70,8 @@ def test_raw_scales() -> None:
 
 
 def test_unknown_name_lists_the_streams() -> None:
-    with pytest.raises(DatasetError, match="sea-drift, hyperplane-drift, agrawal-drift, agrawal-shift, epoch-ms"):
+    names = "sea-drift, hyperplane-drift, agrawal-drift, agrawal-shift, epoch-ms"
+    with pytest.raises(DatasetError, match=names):
         load("nope", download=False)
 
 
