@@ -43,7 +43,10 @@ def add_learners_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``learners``.  No argparse defaults (they live in :func:`learners_config`),
     so the same arguments can sit on ``bench`` itself and on ``bench learners``."""
     data = p.add_argument_group("data")
-    data.add_argument("--dataset", help="a known data set: iris or banknote (default: banknote)")
+    data.add_argument(
+        "--dataset", help="a known data set: iris, banknote, or a drift stream: sea-drift, "
+        "hyperplane-drift, agrawal-drift, agrawal-shift, epoch-ms (default: banknote)",
+    )  # fmt: skip
     data.add_argument("--csv", type=Path, metavar="PATH", help="any CSV with a header line")
     data.add_argument("--target", metavar="COL", help="the target column of --csv")
     data.add_argument(
@@ -84,16 +87,21 @@ def add_learners_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     who.add_argument(
         "--no-baselines", action="store_true", default=argparse.SUPPRESS,
-        help="leave out the River and scikit-learn baselines",
+        help="leave out the River and scikit-learn baselines and the class prior",
+    )  # fmt: skip
+    who.add_argument(
+        "--no-scaled", action="store_true", default=argparse.SUPPRESS,
+        help="do not also run each learner behind River's StandardScaler",
     )  # fmt: skip
 
     out = p.add_argument_group("output")
     out.add_argument(
         "--out", type=Path, metavar="DIR",
-        help=f"folder for DATASET.json and DATASET.png (default: ./{DEFAULT_OUT}/)",
+        help="folder for DATASET.json, DATASET.png (learning curves), DATASET-reliability.png "
+        f"and, for drift streams, DATASET-windowed.png (default: ./{DEFAULT_OUT}/)",
     )  # fmt: skip
     out.add_argument(
-        "--no-plot", action="store_true", default=argparse.SUPPRESS, help="skip the PNG"
+        "--no-plot", action="store_true", default=argparse.SUPPRESS, help="skip the PNGs"
     )
     out.add_argument(
         "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bar"
@@ -130,6 +138,7 @@ def learners_config(args: argparse.Namespace) -> Any:
         algorithms=[cont.parse_algorithm(s) for s in get("algorithm", [])],
         params=[cont.parse_param(s) for s in get("param", [])],
         baselines=not get("no_baselines", False),
+        scaled=not get("no_scaled", False),
     )
 
 
@@ -191,6 +200,10 @@ def run_learners(args: argparse.Namespace) -> int:
     written = [rep.write_json(report, out / f"{ds.name}.json")]
     if not getattr(args, "no_plot", None):
         written.append(rep.plot_curves(report, out / f"{ds.name}.png"))
+        if ds.task == "classification":
+            written.append(rep.plot_reliability(report, out / f"{ds.name}-reliability.png"))
+        if any("windowed" in r for r in report["results"]):
+            written.append(rep.plot_windowed(report, out / f"{ds.name}-windowed.png"))
     print(rep.format_table(report))
     print("\nwrote " + ", ".join(str(p) for p in written))
     return 1 if any(c["status"] == "fail" for c in report["checks"]) else 0

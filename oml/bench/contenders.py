@@ -12,6 +12,19 @@ passive-aggressive models behind small adapters:
   ``SGDClassifier(loss="hinge", penalty=None, learning_rate="pa1", eta0=1.0)``, which is the
   replacement scikit-learn names for ``PassiveAggressiveClassifier`` (deprecated in 1.8, gone in
   1.10) and gives the same results (docs/algorithms.md).
+
+Two more baselines say what a learner must at least reach:
+
+- the class prior (:class:`ClassPrior`): predicts the most frequent class so far, with the
+  running class frequencies, Laplace-smoothed, as its probabilities: ``(n_c + 1) / (n + K)``
+  over the data set's ``K`` classes (given up front, so it starts uniform).  A learner whose log
+  loss is above it would do better by ignoring the features;
+- River's ``StandardScaler | LogisticRegression`` (``OneVsRestClassifier`` of it with more
+  than two classes; ``StandardScaler | LinearRegression`` for regression), at River's defaults.
+
+And each registered learner is also run behind River's ``StandardScaler`` (:class:`Scaled`,
+labelled ``StandardScaler | NAME``), so that a learner on raw features can be read against
+itself on standardized ones.
 """
 
 from __future__ import annotations
@@ -28,6 +41,8 @@ from oml.bench.metrics import positive_class
 from oml.learner import Label, label_sort_key, plain
 
 DEFAULT_ALGORITHMS = {"classification": ["pa", "scw"], "regression": ["pa-regressor"]}
+CLASS_PRIOR = "class prior"
+RIVER_LOGREG = "river StandardScaler | LogisticRegression"
 
 
 @dataclass
@@ -164,6 +179,114 @@ class SklearnOnline:
         self.fitted = True
 
 
+class ClassPrior:
+    """Running class frequencies, Laplace-smoothed over the given classes; see the module
+    docstring.  Predicts the most frequent class so far (ties: the lowest label).
+
+    >>> m = ClassPrior([0, 1])
+    >>> m.predict_proba_one({}), m.predict_one({})
+    ({0: 0.5, 1: 0.5}, 0)
+    >>> for label in (1, 1, 0): m.learn_one({}, label)
+    >>> m.predict_proba_one({}), m.predict_one({})
+    ({0: 0.4, 1: 0.6}, 1)
+    """
+
+    def __init__(self, classes: Sequence[Label]) -> None:
+        self.counts = {c: 0 for c in sorted(classes, key=label_sort_key)}
+        self.n = 0
+
+    def predict_proba_one(self, x: dict) -> dict[Label, float]:
+        k = len(self.counts)
+        return {c: (m + 1) / (self.n + k) for c, m in self.counts.items()}
+
+    def predict_one(self, x: dict) -> Label:
+        return max(self.counts, key=lambda c: self.counts[c])  # first of the ties: lowest
+
+    def learn_one(self, x: dict, y: Label) -> None:
+        if y not in self.counts:  # a label the data set did not list: now a class
+            self.counts[y] = 0
+        self.counts[y] += 1
+        self.n += 1
+
+
+class Scaled:
+    """Any learner behind River's ``StandardScaler``, as ``StandardScaler() | model`` would run
+    it (River's ``Pipeline`` takes River estimators only): learning updates the scaler with
+    ``x`` first, then teaches the model the scaled ``x``; predicting only transforms."""
+
+    def __init__(self, model: Any) -> None:
+        from river import preprocessing
+
+        self.scaler = preprocessing.StandardScaler()
+        self.model = model
+
+    def predict_one(self, x: dict) -> Any:
+        return self.model.predict_one(self.scaler.transform_one(x))
+
+    def predict_proba_one(self, x: dict) -> dict[Any, float]:
+        if not hasattr(self.model, "predict_proba_one"):
+            raise NotImplementedError
+        return self.model.predict_proba_one(self.scaler.transform_one(x))
+
+    def learn_one(self, x: dict, y: Any) -> None:
+        self.scaler.learn_one(x)
+        self.model.learn_one(self.scaler.transform_one(x), y)
+
+
+def scaled(c: Contender) -> Contender:
+    """``StandardScaler | <c>``: the same learner behind a scaler."""
+    make = c.make
+    return Contender(
+        label=f"StandardScaler | {c.label}",
+        kind=c.kind,
+        make=lambda: Scaled(make()),
+        algorithm=c.algorithm,
+        params=dict(c.params),
+        resolved=dict(c.resolved),
+        note=c.note,
+    )
+
+
+def class_prior(ds: Dataset) -> Contender:
+    classes = ds.classes
+    return Contender(
+        label=CLASS_PRIOR,
+        kind="baseline",
+        make=lambda: ClassPrior(classes),
+        note="running class frequencies, Laplace-smoothed; given the classes up front",
+    )
+
+
+def river_logreg(ds: Dataset) -> Contender:
+    """River's ``StandardScaler | LogisticRegression`` (or its regression / multiclass form)."""
+    from river import linear_model, multiclass, preprocessing
+
+    if ds.task == "regression":
+        return Contender(
+            label="river StandardScaler | LinearRegression",
+            kind="baseline",
+            make=lambda: preprocessing.StandardScaler() | linear_model.LinearRegression(),
+        )
+    classes = ds.classes
+    if len(classes) == 2:
+        negative, positive = classes[0], positive_class(classes)
+        return Contender(
+            label=RIVER_LOGREG,
+            kind="baseline",
+            make=lambda: BinaryLabels(
+                preprocessing.StandardScaler() | linear_model.LogisticRegression(),
+                negative,
+                positive,
+            ),
+        )
+    return Contender(
+        label="river StandardScaler | OneVsRest(LogisticRegression)",
+        kind="baseline",
+        make=lambda: preprocessing.StandardScaler()
+        | multiclass.OneVsRestClassifier(linear_model.LogisticRegression()),
+    )
+
+
 def river_baseline(ds: Dataset) -> Contender:
     from river import linear_model, multiclass
 
@@ -223,10 +346,17 @@ def sklearn_baseline(ds: Dataset) -> Contender | None:
 
 
 def baselines(ds: Dataset) -> list[Contender]:
+    """River's PA, scikit-learn's PA (if installed, and not on a drift stream: one
+    ``partial_fit`` per event costs it over a millisecond, and it predicts as River's PA does),
+    River's scaled logistic (or linear)
+    regression and, for classification, the class prior."""
     out = [river_baseline(ds)]
-    sk = sklearn_baseline(ds)
+    sk = None if ds.stream else sklearn_baseline(ds)
     if sk is not None:
         out.append(sk)
+    out.append(river_logreg(ds))
+    if ds.task == "classification":
+        out.append(class_prior(ds))
     return out
 
 

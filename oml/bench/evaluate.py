@@ -22,19 +22,28 @@ from typing import Any
 import numpy as np
 
 from oml.bench import contenders as cont
-from oml.bench import datasets
+from oml.bench import datasets, streams
 from oml.bench.metrics import (
+    RECOVERY_TOLERANCE,
+    WINDOW,
     classification_metrics,
+    correct,
     positive_class,
+    recovery_time,
     regression_metrics,
+    reliability,
     running_score,
+    windowed_accuracy,
 )
 from oml.bench.prequential import Trace, prequential, shuffle_order
 from oml.bench.targets import check_targets
 from oml.learner import plain
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: ``ece`` and ``reliability`` per pass, ``recovery`` and ``windowed`` for the drift
+streams, ``dataset.stream`` / ``drift_points``."""
 CURVE_POINTS_PER_PASS = 100
+WINDOWED_POINTS_PER_PASS = 200
 
 
 @dataclass
@@ -54,6 +63,8 @@ class BenchConfig:
     algorithms: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     params: list[tuple[str, str, Any]] = field(default_factory=list)
     baselines: bool = True
+    scaled: bool = True
+    """Also run each learner behind River's StandardScaler."""
     published: bool = True
 
 
@@ -69,6 +80,7 @@ def load_dataset(config: BenchConfig) -> datasets.Dataset:
         data_dir=config.data_dir,
         cache_dir=config.cache_dir,
         download=config.download,
+        seed=config.seed,
     )
 
 
@@ -95,6 +107,8 @@ def build_contenders(
                 f"{c.label} #{k}" for k in range(2, len(out) + 3) if f"{c.label} #{k}" not in taken
             )
         out.append(c)
+    if config.scaled:
+        out.extend([cont.scaled(c) for c in out])
     unused = {a for a, _, _ in config.params} - {name for name, _ in wanted}
     if unused:
         raise ValueError(f"--param given for {', '.join(sorted(unused))}, which is not being run")
@@ -118,22 +132,66 @@ def check_task(name: str, model: Any, ds: datasets.Dataset) -> None:
         raise ValueError(f"algorithm {name!r} does {kind}; {ds.name} is a {ds.task} data set")
 
 
-def pass_metrics(trace: Trace, ds: datasets.Dataset) -> list[dict[str, Any]]:
+def pass_metrics(
+    trace: Trace, ds: datasets.Dataset, drifts: list[int] | None = None
+) -> list[dict[str, Any]]:
+    """Each pass's metrics; with ``drifts`` (trace positions), the recovery after each drift
+    point of the pass (:func:`recoveries`)."""
     rows = []
+    hits = correct(trace.y_true, trace.y_pred) if drifts else None
     for p in range(trace.passes):
         s = trace.pass_slice(p)
         if ds.task == "regression":
             m: dict[str, Any] = regression_metrics(trace.y_true[s], trace.y_pred[s])
         else:
             proba = trace.proba[s] if trace.proba is not None else None
-            m = classification_metrics(
-                trace.y_true[s], trace.y_pred[s], classes=ds.classes, proba=proba
+            m = dict(
+                classification_metrics(
+                    trace.y_true[s], trace.y_pred[s], classes=ds.classes, proba=proba
+                )
             )
+            if proba is not None:
+                m["reliability"] = reliability(trace.y_true[s], proba)
+        if hits is not None and drifts:
+            m["recovery"] = recoveries(hits, drifts, p * trace.n, (p + 1) * trace.n)
         ns = trace.step_ns[s]
         m["us_per_event"] = float(ns.mean()) / 1000.0
         m["us_per_event_p50"] = float(np.median(ns)) / 1000.0
         rows.append({"pass": p + 1, **m})
     return rows
+
+
+def recoveries(hits: np.ndarray, drifts: list[int], start: int, stop: int) -> list[dict]:
+    """Recovery after each drift point in ``[start, stop)``, each bounded by the next one."""
+    out = []
+    for i, d in enumerate(drifts):
+        if not start <= d < stop:
+            continue
+        end = drifts[i + 1] if i + 1 < len(drifts) else len(hits)
+        before = float(hits[max(0, d - WINDOW) : d].mean())
+        out.append(
+            {
+                "event": d + 1,
+                "level_before": round(before, 4),
+                "events_to_recover": recovery_time(hits, d, end=end),
+            }
+        )
+    return out
+
+
+def windowed(trace: Trace) -> dict[str, Any]:
+    """Windowed accuracy (:data:`~oml.bench.metrics.WINDOW` events) over the whole run, a few
+    hundred points per pass, from the first full window on."""
+    acc = windowed_accuracy(correct(trace.y_true, trace.y_pred))
+    total = len(acc)
+    start = min(WINDOW, total) - 1
+    idx = np.unique(np.linspace(start, total - 1, WINDOWED_POINTS_PER_PASS * trace.passes)
+                    .astype(int))  # fmt: skip
+    return {
+        "window": WINDOW,
+        "events": [int(i + 1) for i in idx],
+        "accuracy": [round(float(acc[i]), 4) for i in idx],
+    }
 
 
 def curve(trace: Trace, task: str) -> dict[str, list[Any]]:
@@ -240,7 +298,8 @@ def evaluate(
 
             registry = default_registry()
         contenders = build_contenders(config, ds, registry, warn)
-    order = shuffle_order(ds.n, config.seed)
+    order = np.arange(ds.n) if ds.stream else shuffle_order(ds.n, config.seed)
+    drifts = streams.drift_points(ds, config.passes) if ds.stream else []
 
     results: list[dict[str, Any]] = []
     predictions: dict[str, list[Any]] = {}
@@ -253,6 +312,7 @@ def evaluate(
             order=order,
             passes=config.passes,
             delay=config.delay,
+            proba=ds.task == "classification",
             progress=tick,
         )
         predictions[c.label] = trace.y_pred
@@ -264,12 +324,14 @@ def evaluate(
                 "params": c.params,
                 "resolved_params": {k: _plain(v) for k, v in c.resolved.items()},
                 "note": c.note,
-                "passes": pass_metrics(trace, ds),
+                "passes": pass_metrics(trace, ds, drifts),
                 "refused": trace.refused,
                 "predictions_sha256": predictions_digest(trace.y_pred),
                 "curve": curve(trace, ds.task),
             }
         )
+        if ds.stream and ds.task == "classification":
+            results[-1]["windowed"] = windowed(trace)
 
     published = []
     if config.published and config.csv is None and ds.name in cont.PUBLISHED:
@@ -300,13 +362,20 @@ def evaluate(
             "task": ds.task,
             "classes": classes,
             "positive_class": positive_class(classes) if len(classes) == 2 else None,
+            "stream": ds.stream,
+            "drifts": list(ds.drifts),
+            "restart_is_drift": ds.restart_is_drift,
         },
         "protocol": {
             "kind": "prequential (test-then-train)",
             "passes": config.passes,
             "seed": config.seed,
             "label_delay": config.delay,
+            "order": "stream order, every pass" if ds.stream else "shuffled once",
             "order_head": order[:8].tolist(),
+            "drift_points": [d + 1 for d in drifts],
+            "window": WINDOW,
+            "recovery_tolerance": RECOVERY_TOLERANCE,
             "cold_start_events": cold_start(ds, order, config.delay),
             "timing": "predict_one + learn_one per event, time.perf_counter_ns",
         },

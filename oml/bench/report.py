@@ -16,17 +16,35 @@ CLASSIFICATION_COLUMNS = [
     ("recall", "recall"),
     ("f1", "F1"),
     ("log_loss", "log loss"),
+    ("ece", "ECE"),
 ]
 REGRESSION_COLUMNS = [("mae", "MAE"), ("rmse", "RMSE")]
 TIME_COLUMNS = [("us_per_event", "µs/event"), ("us_per_event_p50", "µs p50")]
 
 
 def _fmt(value: Any, key: str) -> str:
+    if key == "recovery":
+        return format_recovery(value)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if key.startswith("us_"):
         return f"{value:.1f}"
     return f"{value:.4f}"
+
+
+def format_recovery(recovery: list[dict[str, Any]] | None) -> str:
+    """Events to recover after each drift point of a pass, ``/``-separated, ``never`` for not
+    recovered; ``-`` for a pass without a drift point.
+
+    >>> format_recovery([{"events_to_recover": 700}, {"events_to_recover": None}])
+    '700/never'
+    """
+    if not recovery:
+        return "-"
+    return "/".join(
+        "never" if r["events_to_recover"] is None else str(r["events_to_recover"])
+        for r in recovery
+    )
 
 
 def headline(report: Report) -> str:
@@ -40,7 +58,15 @@ def headline(report: Report) -> str:
         what += f", regression on {d['target']!r}"
     passes = f"{p['passes']} pass" + ("es" if p["passes"] != 1 else "")
     proto = f"{passes}, seed {p['seed']}, label delay {p['label_delay']}"
-    return f"{d['name']}: {what}; prequential, {proto}"
+    line = f"{d['name']}: {what}; prequential, {proto}"
+    if d.get("stream"):
+        points = ", ".join(map(str, p.get("drift_points", []))) or "none"
+        line += (
+            f"\nin stream order; drift points (events): {points}; recovery = events until "
+            f"accuracy over {p['window']} events is within {p['recovery_tolerance']:g} of its "
+            "level before the drift"
+        )
+    return line
 
 
 def format_table(report: Report) -> str:
@@ -48,6 +74,8 @@ def format_table(report: Report) -> str:
     task = report["dataset"]["task"]
     metric_cols = CLASSIFICATION_COLUMNS if task == "classification" else REGRESSION_COLUMNS
     cols = metric_cols + TIME_COLUMNS
+    if report["protocol"].get("drift_points"):
+        cols = [*metric_cols, ("recovery", "recovery"), *TIME_COLUMNS]
     lines: list[list[str]] = []
     for row in report["results"]:
         for i, p in enumerate(row["passes"]):
@@ -198,3 +226,93 @@ def _low(report: Report) -> float:
         values = row["curve"]["value"]
         lows.append(min(values))
     return min(lows) if lows else 0.0
+
+
+def _styles(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Line styles: oml's learners solid on top, the baselines as translucent dashed bands."""
+    dashes = iter([(5, 2), (2, 2), (6, 2, 1, 2), (1, 1)] * 4)
+    out = []
+    for i, row in enumerate(rows):
+        style: dict[str, Any] = {"label": row["label"], "marker": MARKERS[i % len(MARKERS)],
+                                 "ms": 4}  # fmt: skip
+        if row["kind"] == "learner":
+            style.update(lw=1.3, zorder=4 + i * 0.01)
+        else:
+            style.update(lw=2.6, alpha=0.5, dashes=next(dashes), zorder=2 + i * 0.01)
+        out.append(style)
+    return out
+
+
+def plot_windowed(report: Report, path: Path) -> Path:
+    """Windowed accuracy over the whole run with the drift points marked (drift streams)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    d, proto = report["dataset"], report["protocol"]
+    rows = [r for r in report["results"] if "windowed" in r]
+    fig = Figure(figsize=(11, 5.5), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for row, style in zip(rows, _styles(rows), strict=True):
+        w = row["windowed"]
+        step = max(1, len(w["events"]) // 12)
+        ax.plot(w["events"], w["accuracy"], markevery=(rows.index(row) * step // len(rows), step),
+                **style)  # fmt: skip
+    n, passes = d["rows"], proto["passes"]
+    for i, e in enumerate(proto.get("drift_points", [])):
+        ax.axvline(e, color="red", lw=1, ls="--", alpha=0.8, label="drift" if i == 0 else None)
+    for k in range(1, passes):
+        if k * n + 1 not in proto.get("drift_points", []):
+            ax.axvline(k * n + 0.5, color="grey", lw=0.6, ls=":")
+    ax.set_xlim(0, passes * n * 1.01)
+    ax.set_xlabel(f"events ({passes} passes of {n}, in stream order)")
+    ax.set_ylabel(f"accuracy over the last {proto['window']} events")
+    ax.set_title(f"{d['name']}: windowed accuracy, drift points dashed red")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left", ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def plot_reliability(report: Report, path: Path) -> Path:
+    """The reliability diagram (accuracy of the top label against its mean confidence, per
+    confidence bin) on the last pass, one line per contender that gives probabilities; the
+    share of events per bin underneath."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    d, proto = report["dataset"], report["protocol"]
+    rows = [r for r in report["results"] if "reliability" in r["passes"][-1]]
+    fig = Figure(figsize=(7.5, 8), dpi=110)
+    FigureCanvasAgg(fig)
+    ax, hist = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], color="black", lw=0.8, ls=":", label="perfectly calibrated")
+    width = 0.1 / max(len(rows), 1)
+    for i, (row, style) in enumerate(zip(rows, _styles(rows), strict=True)):
+        last = row["passes"][-1]
+        rel = last["reliability"]
+        pts = [(c, a) for c, a in zip(rel["confidence"], rel["accuracy"], strict=True)
+               if c is not None]  # fmt: skip
+        style["label"] = f"{row['label']} (ECE {last['ece']:.3f})"
+        (line,) = ax.plot([c for c, _ in pts], [a for _, a in pts], **style)
+        total = sum(rel["count"]) or 1
+        hist.bar([lo + (i + 0.5) * width for lo in rel["lower"]],
+                 [k / total for k in rel["count"]], width=width, alpha=0.7,
+                 color=line.get_color())  # fmt: skip
+    # the top label's probability is at least 1 / K: start the axes at that bin
+    low = math.floor(10 / max(len(d["classes"]), 1)) / 10
+    ax.set_xlim(low, 1)
+    ax.set_ylim(low, 1.02)
+    ax.set_ylabel("accuracy of the top label")
+    ax.set_title(f"{d['name']}: reliability, pass {proto['passes']} of {proto['passes']}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    hist.set_xlabel("confidence (largest predicted probability), 10 equal-width bins")
+    hist.set_ylabel("share of events")
+    hist.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path

@@ -66,10 +66,15 @@ def test_iris_end_to_end_with_the_real_registry(
     report = json.loads((out / "iris.json").read_text())
     assert report["protocol"]["passes"] == 1
     assert report["command"] == ""  # not run as `oml` or `python -m oml.bench`
-    labels = [r["label"] for r in report["results"]]
+    learners = [r["label"] for r in report["results"] if r["kind"] == "learner"]
+    baselines = [r["label"] for r in report["results"] if r["kind"] == "baseline"]
     registry = oml.plugins.default_registry()
-    assert labels[: len(labels) - 2] == [n for n in ("pa", "scw") if n in registry.classes]
+    names = [n for n in ("pa", "scw") if n in registry.classes]
+    assert learners == [*names, *(f"StandardScaler | {n}" for n in names)]
+    assert baselines[-2:] == ["river StandardScaler | OneVsRest(LogisticRegression)", "class prior"]
     assert (out / "iris.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "iris-reliability.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (out / "iris-windowed.png").exists()  # no drift stream, no windowed plot
 
 
 def test_through_the_oml_command(data_dir, tmp_path, registry, monkeypatch, capsys) -> None:

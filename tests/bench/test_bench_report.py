@@ -23,26 +23,33 @@ def test_iris_report_json_and_plot(data_dir: Path, tmp_path: Path, registry: Reg
     config = BenchConfig(dataset="iris", data_dir=data_dir, passes=2, algorithms=algorithms)
     rep = evaluate(config, registry=registry, warn=pytest.fail)
     labels = [r["label"] for r in rep["results"]]
-    assert labels == ["majority", "majority(smoothing=1.0)", "river OneVsRest(PAClassifier)",
-                      "sklearn SGDClassifier(pa1)"]  # fmt: skip
+    assert labels == ["majority", "majority(smoothing=1.0)", "StandardScaler | majority",
+                      "StandardScaler | majority(smoothing=1.0)", "river OneVsRest(PAClassifier)",
+                      "sklearn SGDClassifier(pa1)",
+                      "river StandardScaler | OneVsRest(LogisticRegression)",
+                      "class prior"]  # fmt: skip
     first = rep["results"][0]
     assert rep["results"][1]["params"] == {"smoothing": 1.0}
     assert first["resolved_params"] == {"smoothing": 0.0}
     assert [p["pass"] for p in first["passes"]] == [1, 2]
     assert set(first["passes"][0]) >= {"accuracy", "precision", "recall", "f1", "log_loss",
-                                        "us_per_event", "us_per_event_p50"}  # fmt: skip
+                                        "ece", "reliability", "us_per_event",
+                                        "us_per_event_p50"}  # fmt: skip
+    assert "recovery" not in first["passes"][0] and "windowed" not in first  # not a stream
     # River's one-vs-rest PA on raw Iris, as measured in docs/algorithms.md
-    river = rep["results"][2]["passes"]
+    river = rep["results"][4]["passes"]
     assert [round(p["accuracy"], 4) for p in river] == [0.6133, 0.6667]
     assert rep["published"][0]["accuracy_by_pass"] == [{"pass": None, "accuracy": 1.0}]
     assert rep["protocol"]["order_head"] == np.random.default_rng(0).permutation(150)[:8].tolist()
     assert rep["dataset"]["sha256"].startswith("9cc1c345")
-    assert rep["checks"] == [{"target": "scw accuracy >= 0.96 by pass 3", "status": "n/a",
-                              "measured": "passes=2"}]  # fmt: skip
+    assert rep["checks"][0] == {"target": "scw accuracy >= 0.96 by pass 3", "status": "n/a",
+                                "measured": "passes=2"}  # fmt: skip
+    assert {c["status"] for c in rep["checks"]} == {"n/a"}  # issue 11's too
 
     table = report.format_table(rep)
     assert "majority(smoothing=1.0)" in table and "KS-OML talk (published, not run)" in table
-    assert "log loss" in table and "µs/event" in table
+    assert "log loss" in table and "ECE" in table and "µs/event" in table
+    assert "recovery" not in table
 
     path = report.write_json(rep, tmp_path / "out" / "iris.json")
     assert json.loads(path.read_text())["results"][0]["label"] == "majority"
@@ -96,7 +103,7 @@ def test_default_algorithms_missing_are_skipped_with_a_warning(data_dir, monkeyp
     warnings: list[str] = []
     rep = evaluate(BenchConfig(dataset="iris", data_dir=data_dir, passes=1),
                    registry=Registry(), warn=warnings.append)  # fmt: skip
-    assert [r["kind"] for r in rep["results"]] == ["baseline"]
+    assert [r["kind"] for r in rep["results"]] == ["baseline"] * 3  # PA, logistic, prior
     assert len(warnings) == 2 and "'pa'" in warnings[0]
     with pytest.raises(LookupError, match="unknown algorithm 'pa'"):
         evaluate(BenchConfig(dataset="iris", data_dir=data_dir, algorithms=[("pa", {})]),
@@ -123,8 +130,10 @@ def test_regression_csv(tmp_path: Path, registry: Registry) -> None:
     path.write_text("\n".join(lines) + "\n")
     rep = evaluate(BenchConfig(csv=path, target="y", passes=2), registry=registry)
     assert rep["dataset"]["task"] == "regression" and rep["published"] == []
-    assert [r["label"] for r in rep["results"]] == ["pa-regressor", "river PARegressor",
-                                                    "sklearn SGDRegressor(pa1)"]  # fmt: skip
+    assert [r["label"] for r in rep["results"]] == [
+        "pa-regressor", "StandardScaler | pa-regressor", "river PARegressor",
+        "sklearn SGDRegressor(pa1)", "river StandardScaler | LinearRegression",
+    ]  # fmt: skip
     assert set(rep["results"][0]["passes"][0]) >= {"mae", "rmse"}
     assert "MAE" in report.format_table(rep)
     report.plot_curves(rep, tmp_path / "lin.png")
@@ -165,7 +174,7 @@ def test_same_learner_twice_and_wrong_task(data_dir, registry, monkeypatch) -> N
 
     no_sklearn(monkeypatch)
     config = BenchConfig(dataset="iris", data_dir=data_dir, passes=1, baselines=False,
-                         algorithms=[("majority", {}), ("majority", {})])  # fmt: skip
+                         scaled=False, algorithms=[("majority", {}), ("majority", {})])  # fmt: skip
     rep = evaluate(config, registry=registry)
     assert [r["label"] for r in rep["results"]] == ["majority", "majority #2"]
 
