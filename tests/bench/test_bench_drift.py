@@ -13,7 +13,7 @@ import pytest
 from oml.bench import cli, report, streams
 from oml.bench.datasets import Dataset, DatasetError, from_rows, load
 from oml.bench.evaluate import BenchConfig, evaluate
-from oml.registry import Registry
+from oml.plugins import Registry
 
 
 @pytest.mark.parametrize("name", sorted(streams.STREAMS))
@@ -110,9 +110,9 @@ def test_a_run_over_a_stream(registry: Registry, tmp_path: Path) -> None:
 
 def test_stream_end_to_end(registry: Registry, monkeypatch, tmp_path: Path, capsys) -> None:
     """``oml bench --dataset epoch-ms``: the stream, the baselines, every file."""
-    import oml.registry
+    import oml.plugins
 
-    monkeypatch.setattr(oml.registry, "default_registry", lambda: registry)
+    monkeypatch.setattr(oml.plugins, "default_registry", lambda: registry)
     parser = argparse.ArgumentParser(prog="oml")
     cli.add_parser(parser.add_subparsers())
     code = cli.run(parser.parse_args(["bench", "--dataset", "epoch-ms", "--passes", "1",
