@@ -40,48 +40,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from oml.learner import Label, label_sort_key
-
-Task = Literal["classification", "regression"]
+from oml.bench import streams
+from oml.bench.dataset import Dataset, DatasetError, Task
 
 MAX_DOWNLOAD_BYTES = 16 * 1024 * 1024
 DOWNLOAD_TIMEOUT_S = 30.0
-
-
-class DatasetError(Exception):
-    """A data set that cannot be found, fetched, verified or parsed; the message says why."""
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """Rows as feature dicts (what ``learn_one`` takes) with their targets, in file order."""
-
-    name: str
-    features: list[str]
-    target: str
-    task: Task
-    X: list[dict[str, float]]
-    y: list[Any]
-    source: str = ""
-    sha256: str = ""
-    stream: bool = False
-    """Played in the order given on every pass, never shuffled (the drift streams)."""
-    drifts: tuple[int, ...] = ()
-    """0-based index of the first event of each new concept, within one pass."""
-    restart_is_drift: bool = False
-    """The concept at the end differs from the one at the start, so every pass after the first
-    begins with a drift."""
-
-    @property
-    def n(self) -> int:
-        return len(self.y)
-
-    @property
-    def classes(self) -> list[Label]:
-        """The labels present, in the order learners index them (empty for regression)."""
-        if self.task != "classification":
-            return []
-        return sorted(set(self.y), key=label_sort_key)
 
 
 @dataclass(frozen=True)
@@ -193,9 +156,7 @@ KNOWN: dict[str, KnownDataset] = {d.name: d for d in (IRIS, BANKNOTE)}
 
 def known_names() -> list[str]:
     """Every name ``--dataset`` takes: the files, then the generated drift streams."""
-    from oml.bench.streams import STREAMS
-
-    return [*KNOWN, *STREAMS]
+    return [*KNOWN, *streams.STREAMS]
 
 
 # --------------------------------------------------------------------------------------------
@@ -365,8 +326,6 @@ def load(
     >>> load("iris").n, load("banknote").classes
     (150, [0, 1])
     """
-    from oml.bench import streams
-
     if name in streams.STREAMS:
         return streams.load(name, seed=seed)
     path, digest = locate(

@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from oml.bench.datasets import Dataset
+from oml.bench.dataset import Dataset
 
 START_MS = 1_700_000_000_000
 """``event_time_ms`` of the first ``epoch-ms`` event (2023-11-14T22:13:20Z)."""
