@@ -279,6 +279,11 @@ class ServiceMetrics:
             "oml_rebalances", "Partition assignment changes seen by this instance, by kind.",
             ["kind"], registry=r,
         )
+        self.split_keys = Counter(
+            "oml_keys_on_two_partitions", "Keys seen on a second input partition (a producer "
+            "with another partitioner, or a Kafka key that differs from the body's key).",
+            registry=r,
+        )
         self.duplicates = Counter(
             "oml_duplicates", "Replayed feedback skipped because its update is already in the "
             "model state.", registry=r,

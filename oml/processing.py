@@ -24,6 +24,7 @@ from operator import eq
 from typing import Any, NamedTuple
 
 import numpy as np
+import structlog
 from confluent_kafka import Message, Producer
 
 from oml.bank import BankPrediction, LoopBank
@@ -38,6 +39,8 @@ from oml.observability import ServiceMetrics
 from oml.stages import plan_stages
 from oml.state.cache import FeatureCache
 from oml.state.models import ModelStore
+
+log = structlog.get_logger("oml.service")
 
 Pairing = Callable[[DecodedBatch, np.ndarray, FeatureCache], Pairs | None]
 
@@ -105,6 +108,7 @@ class Processor:
         self.pairing: Pairing | None = pair_in_batch
         self.max_record_bytes = 1_000_000  # the producer's message.max.bytes
         self.events = 0  # input messages handled
+        self.split_keys: set[str] = set()  # keys said to reach a second partition
 
     def process(self, messages: Sequence[Message]) -> DecodedBatch:
         """Handle one polled batch: decode it, then predict-and-cache and retrieve-and-update
@@ -124,6 +128,9 @@ class Processor:
         self.metrics.count_events("feedback", n_feedback)
         if len(batch):
             rows = self.models.rows_for_partitions(batch.partitions.tolist(), batch.keys)
+            away = self.models.partition[rows] != batch.partitions
+            if away.any():  # rare: a key reaching two input partitions
+                self._split_keys(batch, rows, np.flatnonzero(away))
             pairs = None if self.pairing is None else self.pairing(batch, rows, self.cache)
             work = InFlight(messages, batch, rows, batch.matrix(self.models.bank), pairs)
             for unlabeled, labeled in plan_stages(rows, batch.has_label):
@@ -251,6 +258,23 @@ class Processor:
             found.resolve(list(range(len(idx))), offsets)
         else:
             found.resolve(np.flatnonzero(ok).tolist(), offsets[ok])
+
+    def _split_keys(self, batch: DecodedBatch, rows: np.ndarray, away: np.ndarray) -> None:
+        """Say so, once per key, when a key's events reach a second input partition: it
+        usually means a producer with another partitioner (not murmur2), or a Kafka key that
+        differs from the body's ``key``.  The key keeps one model, in its first partition."""
+        for i in away.tolist():
+            key = batch.keys[i]
+            if key in self.split_keys:
+                continue
+            self.split_keys.add(key)
+            self.metrics.split_keys.inc()
+            log.warning(
+                "key_on_two_partitions", key=key, partition=int(batch.partitions[i]),
+                model_partition=int(self.models.partition[rows[i]]),
+                hint="check that every producer keys by the event's key with murmur2 "
+                     "(Java's default partitioner)",
+            )
 
     def _replayed(self, work: InFlight, idx: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         """Which feedback is replayed input whose update is in the model state already: at or

@@ -50,6 +50,10 @@ def test_a_key_that_reaches_a_second_partition_loses_no_feedback(setup, kafka_co
         send(0, {"event_id": f"e{i}", "key": "k", "label": i % 2 == 0})
     assert producer.flush(30) == 0
 
-    summary = Service(config).run()
+    service = Service(config)
+    summary = service.run()
 
     assert summary.learned == 21 and summary.duplicates == 0 and not summary.dead_letters
+    # never silent: the key reaching a second partition is counted (once, however many events)
+    split = service.metrics.registry.get_sample_value("oml_keys_on_two_partitions_total")
+    assert split == 1
