@@ -1,6 +1,6 @@
 """``oml run`` when state cannot be restored: whatever part of restore fails (reading a changelog
 partition to its end, or decoding one of its records), the service stops with exit code 1 and
-one ``restore_failed`` line, never a traceback."""
+one ``service_failed`` line whose cause is ``restore_error``, never a traceback."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("OML_")}
 
 # The failure is put in place in the child process, before the command runs; the
-# restore_failed line says what failed.
+# service_failed line says what failed.
 _SAYS = {"read": "broken for the test", "decode": "at offset 7 cannot be decoded"}
 _FAILURES = {
     "read": """
@@ -34,7 +34,7 @@ restore.ChangelogReader.latest = latest
 @pytest.mark.broker
 @pytest.mark.slow
 @pytest.mark.parametrize("failure", sorted(_FAILURES))
-def test_a_restore_failure_is_one_restore_failed_line_and_exit_code_1(
+def test_a_restore_failure_is_one_service_failed_line_and_exit_code_1(
     failure: str, bootstrap_servers: str, kafka_config: dict[str, str], new_topic
 ) -> None:
     topic = new_topic(partitions=1)
@@ -56,5 +56,6 @@ def test_a_restore_failure_is_one_restore_failed_line_and_exit_code_1(
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     assert done.returncode == 1, done.stderr[-3000:]
     logged = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
-    (failed,) = [e for e in logged if e["event"] == "restore_failed"]
+    (failed,) = [e for e in logged if e["event"] == "service_failed"]
+    assert failed["cause"] == "restore_error" and failed["exit_code"] == 1
     assert _SAYS[failure] in failed["error"]
