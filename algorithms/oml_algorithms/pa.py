@@ -320,6 +320,11 @@ class PARegressor(LinearModel, base.Regressor):
 # the banks: many models as rows, the same arithmetic on arrays (see :mod:`oml_algorithms._bank`)
 
 
+def _affine(d: Mapping[str, np.ndarray], rows: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """w·x + b of each row's one weight vector (binary classifiers and the regressor)."""
+    return np.vecdot(d["w"][rows, : X.shape[1]], X) + d["b"][rows]
+
+
 class PAClassifierBank(ClassifierBank):
     """:class:`PAClassifier` models as rows (see :mod:`oml_algorithms._bank`)."""
 
@@ -330,8 +335,7 @@ class PAClassifierBank(ClassifierBank):
         self.intercept = template.bias == "intercept"
 
     def _binary_scores(self, rows: np.ndarray, X: np.ndarray) -> np.ndarray:
-        d = self.rows.data
-        return np.vecdot(d["w"][rows, : X.shape[1]], X) + d["b"][rows]
+        return _affine(self.rows.data, rows, X)
 
     def _binary_proba(self, rows: np.ndarray, X: np.ndarray, f: np.ndarray) -> np.ndarray:
         return sigmoid_many(f)
@@ -394,8 +398,7 @@ class PARegressorBank(LinearBank):
         self.intercept = template.bias == "intercept"
 
     def _predict(self, rows: np.ndarray, X: np.ndarray) -> np.ndarray:
-        d = self.rows.data
-        return np.vecdot(d["w"][rows, : X.shape[1]], X) + d["b"][rows]
+        return _affine(self.rows.data, rows, X)
 
     def predict(
         self, rows: np.ndarray, X: np.ndarray, xs: Sequence[Mapping] | None = None
