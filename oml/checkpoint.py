@@ -151,9 +151,9 @@ class Checkpoint:
 
     def _recover_from_failed_commit(self, exc: KafkaException) -> None:
         """An abortable transaction error: abort, then rebuild state and positions from what
-        is committed, as after a restart.  Anything else is fatal."""
+        is committed, as after a restart.  Anything else, fencing included, is fatal."""
         error = exc.args[0]
-        if not error.txn_requires_abort():
+        if not error.txn_requires_abort() or clients.is_terminal(error):
             raise exc
         log.warning("transaction_aborted", error=clients.describe_error(error))
         self.in_transaction = True  # still open: aborted next

@@ -211,9 +211,9 @@ def run_service(args: argparse.Namespace) -> int:
         try:
             service.run()
         except Exception as exc:  # logged by the run's last line, service_failed, with the cause
-            cause = service.watch.failure if service.watch is not None else None
-            metrics.set_failed(failure_of(cause or exc)[0])
-            return int(failure_of(cause or exc)[2])
+            error, _, code, _ = failure_of(service.error or exc)  # the line and the code agree
+            metrics.set_failed(error)
+            return int(code)
         finally:
             guard.done()
         if service.watch is not None and service.watch.failure is not None:

@@ -68,9 +68,9 @@ def failure_of(exc: BaseException) -> tuple[str, str, Exit, bool]:
 
 
 def is_fatal(exc: BaseException | None) -> bool:
-    """Whether ``exc`` is a fatal Kafka error (fenced, for one): its client can do no more."""
+    """Whether ``exc`` is a fatal or fenced Kafka error: its client can do no more."""
     error = None if exc is None else clients.kafka_error(exc)
-    return error is not None and bool(error.fatal())
+    return error is not None and clients.is_terminal(error)
 
 
 def log_end(summary: Any, models: int, error: BaseException | None) -> None:

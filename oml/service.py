@@ -110,6 +110,7 @@ class Service:
         self._stop = False
         self._failed = False  # the run ends in an exception
         self._error: BaseException | None = None  # ... this one
+        self._fatal = clients.FirstFatal()  # the clients' error_cb: what a bare _FATAL hides
         self.watch: BrokerWatch = None  # type: ignore[assignment]  # the cluster, checked
         self._owned: set[int] = set()  # the input partitions assigned to this instance
         self._revoked = False  # partitions were revoked during the last poll
@@ -217,13 +218,36 @@ class Service:
                 self._busy_seconds = time.monotonic() - first_event
         except BaseException as exc:
             self._failed = True  # nothing of the unfinished batch may be committed now
-            self._error = exc if self.watch is None else self.watch.failure or exc
+            lost = None if self.watch is None else self.watch.failure
+            self._error = lost or self._explain(exc)
             raise
         finally:
             gc.set_threshold(*thresholds)
             self._seconds = time.monotonic() - started
             self._close()
         return self.summary
+
+    def _explain(self, exc: BaseException) -> BaseException:
+        """What ``exc`` stands for: the fatal error a client reported, if any (else ``exc``)."""
+        self._serve_error_callbacks(exc)
+        return self._fatal.explain(exc)
+
+    def _serve_error_callbacks(self, exc: BaseException) -> None:
+        """Let the producer report what it knows (error_cb runs inside poll): a fatal error it
+        reports is the cause of what failed after it.  A bare ``_FATAL`` can come before
+        that report; then the transactional API names the fatal error at once."""
+        error = clients.kafka_error(exc)
+        bare = error is not None and error.code() == KafkaError._FATAL
+        if self.producer is not None:
+            if bare and self.exactly_once:
+                self._fatal.learn_from(self.producer.abort_transaction, 1.0)
+            self._fatal.learn_from(self.producer.poll, 0)
+        # (not the consumer's poll: it would run the rebalance callbacks in a failed run)
+
+    @property
+    def error(self) -> BaseException | None:
+        """What ended the last run, as its ``service_failed`` line names it (None: it stopped)."""
+        return self._error
 
     def _connect(self) -> None:
         cfg, bs, extra = self.config, self.bootstrap_servers, self.config.kafka.librdkafka
@@ -243,10 +267,10 @@ class Service:
             )
         else:
             producer_config = clients.producer_config(bs, extra)
-        self.producer = Producer(producer_config)
+        self.producer = Producer({**producer_config, "error_cb": self._fatal})
         self.processor.max_record_bytes = int(producer_config.get("message.max.bytes", 1_000_000))
         self.consumer = Consumer(clients.consumer_config(  # a pinned id: a static member
-            bs, cfg.kafka.group_id, {**self.consumer_settings, **extra},
+            bs, cfg.kafka.group_id, {**self.consumer_settings, **extra, "error_cb": self._fatal},
             instance_id=cfg.kafka.instance_id,
         ))
         self.checkpoint.reader = ChangelogReader({"bootstrap.servers": bs, **extra})
@@ -278,7 +302,7 @@ class Service:
         error = message.error()
         if error is None or error.code() == KafkaError._PARTITION_EOF:
             return
-        if error.fatal():
+        if clients.is_terminal(error):
             raise KafkaException(error)
         log.warning("consume_error", error=clients.describe_error(error))
 
@@ -316,7 +340,7 @@ class Service:
         try:
             self.process(messages)
         except KafkaException as exc:
-            if exc.args[0].fatal():
+            if clients.is_terminal(exc.args[0]):
                 raise
             self._rewind(messages, exc, pinned=False)
             return False
@@ -389,7 +413,7 @@ class Service:
             if checkpoint.reader is not None:
                 checkpoint.reader.close()
         except BaseException as exc:  # the close failed (the broker gone): a failed run too
-            self._error = self._error or exc
+            self._error = self._error or self._explain(exc)
             raise
         finally:
             lost = None if self.watch is None else self.watch.failure

@@ -305,6 +305,22 @@ FENCED_CODES = frozenset({
 })
 """Errors that mean another instance took this one's identity: the instance must stop."""
 
+
+_TERMINAL_CODES = FENCED_CODES | {KafkaError._FATAL}  # _FATAL: any call after a fatal error
+
+
+def is_terminal(error: KafkaError) -> bool:
+    """Whether the client can do no more after ``error``: a fatal error, or a fenced one.
+
+    A fenced producer's error can come flagged as merely abortable (Tansu, when the fencing
+    reaches ``send_offsets_to_transaction``), but its abort fails too: a stale epoch cannot
+    end a transaction, so the only way on is to stop.
+
+    >>> is_terminal(KafkaError(KafkaError._FENCED)), is_terminal(KafkaError(KafkaError._TIMED_OUT))
+    (True, False)
+    """
+    return bool(error.fatal()) or error.code() in _TERMINAL_CODES
+
 _HINTS: dict[int, str] = {
     KafkaError._ALL_BROKERS_DOWN: "no broker can be reached: check bootstrap.servers, the "
     "network, and security.protocol / TLS / SASL settings",
@@ -390,6 +406,42 @@ reached: check bootstrap.servers, the network, and security.protocol / TLS / SAS
     if flags:
         text += f" ({', '.join(flags)})"
     return text
+
+
+class FirstFatal:
+    """An ``error_cb`` that logs (:func:`log_kafka_error`) and keeps the first fatal error.
+
+    After a fatal error librdkafka answers every call with ``_FATAL`` ("Local: Fatal error"),
+    or with whatever state the error left (``_STATE``, a timed-out abort), which says nothing
+    of the cause; the cause (fenced, for one) came through ``error_cb``.
+    """
+
+    def __init__(self) -> None:
+        self.error: KafkaError | None = None
+
+    def __call__(self, error: KafkaError) -> None:
+        log_kafka_error(error)
+        if error.fatal() and self.error is None:
+            self.error = error
+
+    def learn_from(self, call: Any, *args: Any) -> None:
+        """Make ``call`` (a client API that reports a fatal error: ``abort_transaction``, or a
+        ``poll`` that serves ``error_cb``) and keep the fatal error it raises, if any."""
+        try:
+            call(*args)
+        except KafkaException as exc:
+            error = kafka_error(exc)
+            if error is not None and error.fatal() and self.error is None:
+                self.error = error
+        except Exception as exc:  # the run's own error says more
+            log.debug("fatal_error_lookup_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def explain(self, exc: BaseException) -> BaseException:
+        """The fatal error, if a client reported one: it is the cause of what failed after it
+        (a bare ``_FATAL``, or an ``_STATE`` from a transaction its fencing broke); else ``exc``."""
+        if self.error is not None and kafka_error(exc) is not None:
+            return KafkaException(self.error)
+        return exc
 
 
 def log_kafka_error(error: KafkaError) -> None:

@@ -7,10 +7,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from structlog.testing import capture_logs
 
+from oml.exits import Exit
 from oml.kafka.clients import (
+    FirstFatal,
     admin_config,
     consumer_config,
     describe_error,
+    is_terminal,
     log_kafka_error,
     producer_config,
     redact,
@@ -18,6 +21,7 @@ from oml.kafka.clients import (
     transactional_id,
     transactional_producer_config,
 )
+from oml.lifecycle import failure_of, is_fatal
 
 BOOT = "localhost:1"
 
@@ -98,3 +102,34 @@ def test_describe_error() -> None:
         log_kafka_error(KafkaError(KafkaError._ALL_BROKERS_DOWN))
     assert logs[0]["event"] == "kafka_connection_error"
     assert "bootstrap.servers" in logs[0]["error"]
+
+
+def test_a_fenced_error_flagged_abortable_still_ends_the_run_as_fenced() -> None:
+    """Seen in CI on the embedded broker: the fencing reached ``send_offsets_to_transaction``
+    as an abortable error; the abort of a fenced producer then timed out, and the run ended
+    as ``kafka_error`` (exit 4) instead of ``fenced`` (exit 6)."""
+    fenced = KafkaError(KafkaError._FENCED, "fenced", fatal=False, txn_requires_abort=True)
+    assert is_terminal(fenced) and is_fatal(KafkaException(fenced))
+    assert failure_of(KafkaException(fenced))[1:3] == ("fenced", Exit.FENCED)
+    abortable = KafkaError(KafkaError._TIMED_OUT, "slow", txn_requires_abort=True)
+    assert not is_terminal(abortable) and not is_fatal(KafkaException(abortable))
+
+
+def test_a_bare_fatal_error_is_explained_by_the_fatal_error_the_client_reported() -> None:
+    """After a fatal error librdkafka answers calls with _FATAL or _STATE; the service's last
+    line must name the cause the client reported through error_cb instead (seen: fenced)."""
+    first = FirstFatal()
+    bare = KafkaException(KafkaError(KafkaError._FATAL))
+    assert first.explain(bare) is bare  # nothing reported: nothing better to say
+    with capture_logs() as logs:
+        first(KafkaError(KafkaError._TRANSPORT, "down"))  # not fatal: not kept
+        first(KafkaError(KafkaError.PRODUCER_FENCED, "fenced", fatal=True))
+        first(KafkaError(KafkaError._FATAL, "later", fatal=True))  # the first one is the cause
+    assert [e["event"] for e in logs] == [
+        "kafka_connection_error", "kafka_fatal_error", "kafka_fatal_error"
+    ]
+    assert failure_of(first.explain(bare))[1:3] == ("fenced", Exit.FENCED)
+    broken = KafkaException(KafkaError(KafkaError._STATE))  # a transaction the fencing broke
+    assert failure_of(first.explain(broken))[1:3] == ("fenced", Exit.FENCED)
+    bug = ZeroDivisionError("x")
+    assert first.explain(bug) is bug  # not a Kafka error: not the client's to explain

@@ -185,7 +185,7 @@ def test_a_fenced_instance_exits_6_with_one_line_naming_the_setting(
     bad = errors(stderr)
     assert len(bad) == 1, bad
     (line,) = bad
-    assert line["event"] == "service_failed" and line["cause"] == "fenced"
+    assert line["event"] == "service_failed" and line["cause"] == "fenced", line
     assert "kafka.instance_id" in line["error"] and "exception" not in line
     assert "service_stopped" not in stderr and "Traceback" not in stderr
     assert "FATAL" not in stderr and "__context__" not in stderr
