@@ -27,7 +27,10 @@ from oml.learner import (
     label_sort_key,
 )
 
-TINY = 1e-12  # an SCW step no larger than this is no step
+TINY = 1e-12
+"""An SCW step with alpha·√v no larger than this is no step.  alpha shrinks as 1/‖x‖ and √v grows as
+‖x‖, so the test does not depend on the features' scale (alpha alone did: one feature at the scale
+of an epoch-millisecond timestamp, 1.7e12, stopped every update)."""
 SQRT2 = math.sqrt(2.0)
 
 PY = SimpleNamespace(sqrt=math.sqrt, minimum=min, maximum=max)

@@ -225,7 +225,7 @@ class SCWClassifier(LinearClassifier, base.Classifier):
         if not (v > 0.0 and phi * math.sqrt(v) - m > 0.0):
             return False
         alpha = scw_alpha(m, v, self.mode, self.C, phi)
-        if not alpha > TINY:
+        if not alpha * math.sqrt(v) > TINY:
             return False
         ru, beta = scw_beta(alpha, v, phi)
         self._mu += alpha * y * sx
@@ -251,11 +251,12 @@ class SCWClassifier(LinearClassifier, base.Classifier):
         return True
 
     def _alpha(self, m: float, v: float) -> float | None:
-        """The step α, or None when there is no update (no loss, v = 0, or α ≤ 1e-12)."""
+        """The step α, or None when there is no update (no loss, v = 0, or a step too small to
+        move the margin: α√v ≤ 1e-12, a test free of the features' scale)."""
         if not (v > 0.0 and self._phi * math.sqrt(v) - m > 0.0):
             return None
         alpha = scw_alpha(m, v, self.mode, self.C, self._phi)
-        return alpha if alpha > TINY else None
+        return alpha if alpha * math.sqrt(v) > TINY else None
 
     def _proba(self, xv: np.ndarray) -> list[float]:
         scores = self._scores(xv)
@@ -390,7 +391,7 @@ class SCWBank(ClassifierBank):
         with np.errstate(all="ignore"):
             ok = (v > 0.0) & (p.phi * np.sqrt(v) - m > 0.0)
             alpha = scw_alpha(m, v, p.mode, p.C, p.phi, NP)
-        return alpha, ok & (alpha > TINY)
+        return alpha, ok & (alpha * np.sqrt(v) > TINY)
 
     def _binary_scores(self, rows: np.ndarray, X: np.ndarray) -> np.ndarray:
         return np.vecdot(self.rows.data["mu"][rows, : X.shape[1]], X)

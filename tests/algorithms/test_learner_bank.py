@@ -133,6 +133,7 @@ values = st.one_of(
     st.floats(-4, 4, allow_nan=False, width=64),
     st.integers(-3, 3),
     st.just(0.0),
+    st.sampled_from([1.7e12, -3e9, 1e6]),  # raw scales (epoch-ms, amounts): the same there too
 )
 
 
