@@ -107,6 +107,9 @@ class Processor:
         self.producer: Producer = None  # type: ignore[assignment]
         self.pairing: Pairing | None = pair_in_batch
         self.max_record_bytes = 1_000_000  # the producer's message.max.bytes
+        # the predictions topic has the input's partition count: a prediction goes to its
+        # event's partition number, whatever partitioner placed the event
+        self.copartitioned = False
         self.events = 0  # input messages handled
         self.split_keys: set[str] = set()  # keys said to reach a second partition
 
@@ -197,13 +200,15 @@ class Processor:
                 score=_stack([s.prediction.score for s in group]),
                 known=_known([s.prediction for s in group]),
             )
+            # the event's partition number, or -1: the partitioner's choice (murmur2, by key)
+            parts = batch.partitions[idx].tolist() if self.copartitioned else [-1] * len(pick)
             if carried is None:
-                for key, value in zip(keys, values, strict=True):
-                    produce(topic, value, key)
+                for key, value, p in zip(keys, values, parts, strict=True):
+                    produce(topic, value, key, partition=p)
             else:
                 these = take(carried, batch.index[idx].tolist())
-                for key, value, h in zip(keys, values, these, strict=True):
-                    produce(topic, value, key, headers=h)
+                for key, value, h, p in zip(keys, values, these, parts, strict=True):
+                    produce(topic, value, key, headers=h, partition=p)
         self.metrics.predicted.inc(len(every))
         ts = batch.timestamps[every]
         valid = ts[ts >= 0]

@@ -227,6 +227,22 @@ class Service:
             self._close()
         return self.summary
 
+    def _check_copartitioned(self, ready: topics.Topics) -> bool:
+        """Whether the predictions topic has the input's partition count (oml creates it so).
+        If not, each prediction is placed by its key, and a warning says so once."""
+        n = ready.input.partitions
+        (predictions,) = [o for o in ready.outputs if o.name == self.topics.predictions]
+        if predictions.partitions == n:
+            return True
+        log.warning(
+            "predictions_not_copartitioned", topic=predictions.name,
+            partitions=predictions.partitions, input_partitions=n,
+            consequence="a prediction goes to the partition of its key (murmur2), not to its "
+            "event's partition number; give the topic the input's partition count to keep them "
+            "together",
+        )
+        return False
+
     def _explain(self, exc: BaseException) -> BaseException:
         """What ``exc`` stands for: the fatal error a client reported, if any (else ``exc``)."""
         self._serve_error_callbacks(exc)
@@ -253,9 +269,10 @@ class Service:
         cfg, bs, extra = self.config, self.bootstrap_servers, self.config.kafka.librdkafka
         t = self.topics
         admin = AdminClient(clients.admin_config(bs, extra))
-        topics.ensure_topics(
+        ready = topics.ensure_topics(
             admin, t.input, [t.models, t.cache], [t.predictions, t.metrics, t.dead_letter]
         )
+        self.processor.copartitioned = self._check_copartitioned(ready)
         self.watch = BrokerWatch(
             admin, cfg.kafka.group_id, t.input, [t.models, t.cache, t.predictions, t.metrics,
                                                  t.dead_letter],
