@@ -8,6 +8,8 @@ import json
 
 import pytest
 from confluent_kafka import Producer
+from confluent_kafka.admin import NewTopic
+from structlog.testing import capture_logs
 
 from oml.codecs.events import Event
 from oml.replay import produce_events
@@ -94,3 +96,24 @@ def test_two_producers_with_two_partitioners_lose_nothing_and_outputs_follow_the
     assert placed == source  # one prediction per event, in its event's partition number
     dead = sum(summary.dead_letters.values())
     assert summary.learned + dead == sent_feedback and summary.duplicates == 0
+
+
+def test_a_predictions_topic_with_another_partition_count_is_said_once_and_still_gets_all(
+    setup, bootstrap_servers, kafka_admin, read_all
+):
+    """A predictions topic made by hand with 2 partitions for a 4-partition input: producing to
+    the event's partition number would fail for partitions 2 and 3, so predictions are placed
+    by key, and one warning says why."""
+    config = setup(**{"model.algorithm": "pa"})
+    topic = config.topics.predictions
+    kafka_admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(30)
+    events = [Event(f"e{i}", f"key-{i}", [float(i % 5), 1.0]) for i in range(200)]
+    produce_events(config, bootstrap_servers, iter(events))
+
+    with capture_logs() as logs:
+        Service(config).run()
+
+    warned = [e for e in logs if e["event"] == "predictions_not_copartitioned"]
+    assert len(warned) == 1 and warned[0]["partitions"] == 2 and warned[0]["input_partitions"] == 4
+    placed = [json.loads(r.value)["event_id"] for r in read_all(topic)]
+    assert sorted(placed) == sorted(e.event_id for e in events)
