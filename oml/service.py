@@ -202,7 +202,7 @@ class Service:
                         first_event = self._idle_since
                     self._handle(events)
                 now = time.monotonic()
-                if now - self.checkpoint.last_commit >= processing.commit_interval_ms / 1000:
+                if now - self.checkpoint.last_commit >= processing.commit_every_ms / 1000:
                     self.commit()
                 if now - self._last_metrics >= self.config.metrics.interval_s:
                     self.emit_metrics()

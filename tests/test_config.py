@@ -44,7 +44,8 @@ def test_defaults() -> None:
     assert config.messages.format == "json"
     assert config.processing.guarantee == "exactly-once"
     assert config.processing.batch_size == 10_000
-    assert config.processing.commit_interval_ms == 1_000
+    assert config.processing.commit_interval_ms is None  # the guarantee's default:
+    assert config.processing.commit_every_ms == 100  # 100 ms under exactly-once (Kafka Streams')
     assert config.processing.max_events is None
     assert config.cache.ttl_s == 3600 and config.cache.ttl_ms == 3_600_000
     assert config.cache.max_entries == 1_000_000

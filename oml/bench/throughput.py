@@ -300,7 +300,7 @@ def run(
         service_events_per_s=round(rate), passthrough_runs=[round(x) for x in bares],
         service_runs=[round(x) for x in rates], ratio=round(rate / bare, 3),
         target_ratio=TARGET_RATIO,
-        commit_interval_ms=lat_config.processing.commit_interval_ms, latency_rate=latency_rate,
+        commit_interval_ms=lat_config.processing.commit_every_ms, latency_rate=latency_rate,
         processing_latency_ms_p50=lat.processing[0], processing_latency_ms_p99=lat.processing[1],
         processing_latency_ms_max=lat.processing[2], visible_latency_ms_p50=lat.visible[0],
         visible_latency_ms_p99=lat.visible[1], visible_latency_ms_max=lat.visible[2],

@@ -193,7 +193,12 @@ class ProcessingConfig:
     Attributes:
         guarantee: ``exactly-once`` (transactions) or ``at-least-once``.
         batch_size: at most this many messages are polled and processed together.
-        commit_interval_ms: commit (or commit the transaction) at most this often.
+        commit_interval_ms: commit (or commit the transaction) at most this often; None (the
+            default) is 100 ms under exactly-once, as in Kafka Streams, and 1,000 ms under
+            at-least-once.  Under exactly-once a prediction is visible to ``read_committed``
+            readers only once its transaction commits, so this bounds its latency: at 100 ms,
+            p99 241 ms against 1,769 ms at 1,000, for 3% of throughput (``oml bench
+            throughput``).  See :attr:`commit_every_ms`.
         poll_timeout_s: how long one poll waits for messages.
         max_events: stop after this many input messages (None: run forever).
         exit_when_idle_s: stop after this long without a message (None: never).
@@ -207,11 +212,22 @@ class ProcessingConfig:
 
     guarantee: Guarantee = "exactly-once"
     batch_size: int = field(default=10_000, metadata={"min": 1})
-    commit_interval_ms: int = field(default=1_000, metadata={"min": 0})
+    commit_interval_ms: int | None = field(default=None, metadata={"min": 0})
     poll_timeout_s: float = field(default=1.0, metadata={"min": 0})
     max_events: int | None = field(default=None, metadata={"min": 0})
     exit_when_idle_s: float | None = field(default=None, metadata={"min": 0})
     gc_threshold: int = field(default=50_000, metadata={"min": 0})
+
+    @property
+    def commit_every_ms(self) -> int:
+        """The commit interval in effect: ``commit_interval_ms``, or the guarantee's default.
+
+        >>> ProcessingConfig().commit_every_ms, ProcessingConfig("at-least-once").commit_every_ms
+        (100, 1000)
+        """
+        if self.commit_interval_ms is not None:
+            return self.commit_interval_ms
+        return 100 if self.guarantee == "exactly-once" else 1_000
 
 
 @dataclass(frozen=True)
