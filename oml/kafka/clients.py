@@ -305,7 +305,6 @@ FENCED_CODES = frozenset({
 })
 """Errors that mean another instance took this one's identity: the instance must stop."""
 
-
 _TERMINAL_CODES = FENCED_CODES | {KafkaError._FATAL}  # _FATAL: any call after a fatal error
 
 
@@ -320,6 +319,7 @@ def is_terminal(error: KafkaError) -> bool:
     (True, False)
     """
     return bool(error.fatal()) or error.code() in _TERMINAL_CODES
+
 
 _HINTS: dict[int, str] = {
     KafkaError._ALL_BROKERS_DOWN: "no broker can be reached: check bootstrap.servers, the "
