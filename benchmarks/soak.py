@@ -42,13 +42,22 @@ HERE = Path(__file__).parent
 
 
 @contextlib.contextmanager
-def _cluster() -> Iterator[str]:
+def _cluster() -> Iterator[tuple[str, int | None]]:
+    """The bootstrap servers, and the broker's pid when it is the embedded one."""
     external = os.environ.get("OML_BOOTSTRAP_SERVERS", "").strip()
     if external:
-        yield external
+        yield external, None
         return
     with EmbeddedBroker() as broker:
-        yield broker.bootstrap_servers
+        yield broker.bootstrap_servers, broker.pid
+
+
+def _cpu_s(pid: int | None) -> float:
+    """User plus system CPU seconds used so far by ``pid`` (nan if unknown)."""
+    if pid is None:
+        return float("nan")
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mb(pid: int) -> float:
@@ -64,6 +73,12 @@ def _metric(port: int, name: str) -> float:
             if line.startswith(name + " ") or line.startswith(name + "{"):
                 return float(line.rsplit(" ", 1)[1])
     return float("nan")
+
+
+def _batch_totals(port: int) -> tuple[float, float, float]:
+    """Seconds spent processing polled batches so far, how many batches, and commits."""
+    return (_metric(port, "oml_batch_latency_seconds_sum"),
+            _metric(port, "oml_batch_latency_seconds_count"), _metric(port, "oml_commits_total"))
 
 
 def _wait_ready(port: int, service: subprocess.Popen, timeout: float = 120.0) -> None:
@@ -151,6 +166,38 @@ def _feed(bootstrap: str, topic: str, args: argparse.Namespace, stop: threading.
     producer.flush(30)
 
 
+def _probe(bootstrap: str, topic: str, found: dict[str, list[float]],
+           stop: threading.Event) -> None:
+    """The broker alone, nothing of oml on the path: every 100 ms one plain record and one
+    record in a transaction of its own to a topic of their own.  Records ``plain``, the time
+    until a plain consumer reads the plain record back, and ``commit``, how long
+    ``commit_transaction`` takes.  If these grow as the run goes on, the broker slows down."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    transactional = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0,
+                              "transactional.id": f"probe-{uuid.uuid4().hex}"})
+    transactional.init_transactions(30)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "fetch.wait.max.ms": 10, "fetch.queue.backoff.ms": 10})
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    next_send = time.monotonic()
+    while not stop.is_set():
+        if time.monotonic() >= next_send:
+            producer.produce(topic, value=repr(time.time()).encode(), partition=0)
+            producer.poll(0)
+            transactional.begin_transaction()
+            transactional.produce(topic, value=b"t", partition=1)
+            started = time.monotonic()
+            transactional.commit_transaction(30)
+            found["commit"].append(time.monotonic() - started)
+            next_send += 0.1
+        for m in consumer.consume(100, 0.02):
+            if m.error() is None:
+                found["plain"].append(time.time() - float(m.value()))
+    producer.flush(10)
+    consumer.close()
+
+
 def _watch(bootstrap: str, topic: str, latencies: list[float], stop: threading.Event) -> None:
     """Event time to committed visibility of each prediction, in seconds."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"soak-{uuid.uuid4().hex}",
@@ -188,10 +235,11 @@ def main() -> None:
         _passthrough(*args.serve_passthrough, args.port)
         return
 
-    with _cluster() as bootstrap:
+    with _cluster() as (bootstrap, broker_pid):
         topic = f"soak-{uuid.uuid4().hex[:8]}"
         admin = AdminClient({"bootstrap.servers": bootstrap})
         admin.create_topics([NewTopic(topic, 4, -1)])[topic].result(30)
+        admin.create_topics([NewTopic(f"{topic}.probe", 2, -1)])[f"{topic}.probe"].result(30)
         if args.passthrough:
             admin.create_topics([NewTopic(f"{topic}.predictions", 4, -1)])[
                 f"{topic}.predictions"].result(30)
@@ -207,18 +255,32 @@ def main() -> None:
         service = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         stop = threading.Event()
         latencies: list[float] = []
+        probed: dict[str, list[float]] = {"plain": [], "commit": []}
         threads = [threading.Thread(target=_feed, args=(bootstrap, topic, args, stop)),
                    threading.Thread(target=_watch, args=(bootstrap, f"{topic}.predictions",
-                                                        latencies, stop))]
+                                                        latencies, stop)),
+                   threading.Thread(target=_probe, args=(bootstrap, f"{topic}.probe", probed,
+                                                        stop))]
         rows = []
         try:
             _wait_ready(args.port, service)
             for t in threads:
                 t.start()
+            seen = (0.0, 0.0, 0.0) if args.passthrough else _batch_totals(args.port)
+            cpu = {"service": _cpu_s(service.pid), "broker": _cpu_s(broker_pid),
+                   "harness": _cpu_s(os.getpid())}
             for minute in range(1, int(args.minutes) + 1):
                 time.sleep(60)
+                used = {"service": _cpu_s(service.pid), "broker": _cpu_s(broker_pid),
+                        "harness": _cpu_s(os.getpid())}
+                busy = {k: round((used[k] - cpu[k]) / 60, 3) for k in used}  # cores in use
+                cpu = used
                 window, latencies[:] = list(latencies), []
                 lat = np.array(window) if window else np.array([np.nan])
+                probe = {k: np.array(v or [np.nan]) for k, v in probed.items()}
+                for v in probed.values():
+                    v.clear()
+                batches = _batch_totals(args.port) if not args.passthrough else (0.0, 0.0, 0.0)
                 row = {
                     "minute": minute,
                     "predictions": len(window),
@@ -228,8 +290,21 @@ def main() -> None:
                     "cache_entries": None if args.passthrough else _metric(
                         args.port, "oml_feature_cache_entries"),
                     "models": None if args.passthrough else _metric(args.port, "oml_models"),
+                    "probe_p50_ms": round(float(np.percentile(probe["plain"], 50)) * 1000, 1),
+                    "probe_p99_ms": round(float(np.percentile(probe["plain"], 99)) * 1000, 1),
+                    "probe_commit_p50_ms": round(
+                        float(np.percentile(probe["commit"], 50)) * 1000, 1),
+                    "probe_commit_p99_ms": round(
+                        float(np.percentile(probe["commit"], 99)) * 1000, 1),
+                    "batch_mean_ms": None if args.passthrough else round(
+                        (batches[0] - seen[0]) / max(batches[1] - seen[1], 1) * 1000, 2),
+                    "commits": None if args.passthrough else int(batches[2] - seen[2]),
+                    "cores_service": busy["service"],
+                    "cores_broker": busy["broker"],
+                    "cores_harness": busy["harness"],
                 }
                 rows.append(row)
+                seen = batches
                 print(json.dumps(row), flush=True)
         finally:
             stop.set()
