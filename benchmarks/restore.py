@@ -7,12 +7,22 @@ Fills one partition of a fresh topic with ``--records`` records (keys from a poo
 broker, or on ``OML_BOOTSTRAP_SERVERS``, then reads it back to the end with
 :meth:`ChangelogReader.read` (into a last-per-key dict) and with :meth:`ChangelogReader.batches`,
 and prints records per second as one JSON line each.
+
+With ``--models ALGO`` the values are real model states instead (``--keys`` models of ``ALGO``
+with 4 features, trained on random events, each key's state written ``records / keys`` times,
+with the ``oml.offset`` header a commit gives it),
+and a third step restores them as the service does: ``ChangelogReader.latest``, then
+``ModelStore.load_many`` (or ``load`` per key, in versions without it), timed against the bare
+read of the same partition in the same run:
+
+    python benchmarks/restore.py --records 300000 --keys 100000 --models pa
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import time
@@ -23,7 +33,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from oml.kafka.broker import EmbeddedBroker
-from oml.kafka.restore import ChangelogReader
+from oml.kafka.restore import OFFSET_HEADER, ChangelogReader
 
 
 @contextlib.contextmanager
@@ -36,17 +46,39 @@ def _cluster() -> Iterator[str]:
         yield broker.bootstrap_servers
 
 
-def _fill(bootstrap: str, topic: str, records: int, keys: int, value_bytes: int) -> float:
+def _model_states(algorithm: str, keys: int) -> list[bytes]:
+    """One trained model state per key, as a commit writes them."""
+    import numpy as np
+
+    from oml.plugins import default_registry
+    from oml.state.models import ModelStore
+
+    registry = default_registry()
+    store = ModelStore(registry.create(algorithm), registry)
+    names = [f"key-{i:09d}" for i in range(keys)]
+    rows = store.rows_for_partitions([0] * keys, names)
+    store.bank.columns(["f0", "f1", "f2", "f3"])
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        X = rng.normal(size=(keys, 4))
+        store.bank.learn(rows, X, (X.sum(axis=1) > 0).tolist())
+    store.mark_learned(rows)
+    store.learned_offset[rows] = np.arange(keys)
+    return [value for _, _, value, _ in store.take_changes()]
+
+
+def _fill(bootstrap: str, topic: str, records: int, keys: int, value_bytes: int,
+          states: list[bytes] | None = None) -> float:
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
                          "queue.buffering.max.messages": 1_000_000, "compression.type": "lz4"})
     values = [os.urandom(value_bytes) for _ in range(1024)]  # incompressible, like model state
     started = time.perf_counter()
     for i in range(records):
+        value = values[i % 1024] if states is None else states[i % keys]
         while True:
             try:
-                producer.produce(
-                    topic, key=b"key-%09d" % (i % keys), value=values[i % 1024], partition=0
-                )
+                producer.produce(topic, key=b"key-%09d" % (i % keys), value=value, partition=0,
+                                 headers=None if states is None else [(OFFSET_HEADER, b"%d" % i)])
                 break
             except BufferError:
                 producer.poll(0.01)
@@ -63,14 +95,23 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=100_000)
     parser.add_argument("--value-bytes", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=10_000)
+    parser.add_argument("--gc-threshold", type=int, default=50_000,
+                        help="the collector's first threshold while reading, as the service "
+                             "sets it (processing.gc_threshold; 0 leaves Python's)")
+    parser.add_argument("--models", metavar="ALGO",
+                        help="fill with model states of ALGO and time their restore too")
     args = parser.parse_args()
+    states = None if args.models is None else _model_states(args.models, args.keys)
+    if args.gc_threshold:  # restore runs inside the service's loop, under its threshold
+        gc.set_threshold(args.gc_threshold, *gc.get_threshold()[1:])
 
     with _cluster() as bootstrap:
         admin = AdminClient({"bootstrap.servers": bootstrap})
         topic = f"bench-restore-{uuid.uuid4().hex[:8]}"
         admin.create_topics([NewTopic(topic, 1, -1)])[topic].result(30)
-        produce_rate = _fill(bootstrap, topic, args.records, args.keys, args.value_bytes)
-        common = {"records": args.records, "value_bytes": args.value_bytes,
+        produce_rate = _fill(bootstrap, topic, args.records, args.keys, args.value_bytes, states)
+        common = {"records": args.records, "keys": args.keys, "gc_threshold": args.gc_threshold,
+                  "value_bytes": args.value_bytes if states is None else len(states[0]),
                   "broker": "embedded" if "OML_BOOTSTRAP_SERVERS" not in os.environ else bootstrap}
         print(json.dumps({**common, "step": "produce", "records_per_s": round(produce_rate)}))
 
@@ -81,11 +122,35 @@ def main() -> None:
             for key, value, _offset in reader.read(topic, 0):
                 latest[key] = value
                 n += 1
-        seconds = time.perf_counter() - started
+        bare = time.perf_counter() - started
         assert n == args.records, (n, args.records)
         print(json.dumps({**common, "step": "ChangelogReader.read + last-per-key dict",
-                          "seconds": round(seconds, 3), "records_per_s": round(n / seconds),
+                          "seconds": round(bare, 3), "records_per_s": round(n / bare),
                           "keys": len(latest)}))
+
+        if args.models is not None:
+            from oml.plugins import default_registry
+            from oml.state.models import ModelStore
+
+            registry = default_registry()
+            store = ModelStore(registry.create(args.models), registry)
+            with ChangelogReader(bootstrap, batch_size=args.batch_size) as reader:
+                started = time.perf_counter()
+                latest = reader.latest(topic, 0, before=2**62)
+                records = [(key.decode(), value) for key, (value, _) in latest.items()]
+                read = time.perf_counter() - started
+                if hasattr(store, "load_many"):  # restore's path, in versions that have it
+                    store.load_many(0, records)
+                else:
+                    for key, value in records:
+                        store.load(0, key, value)
+                seconds = time.perf_counter() - started
+            assert len(store) == args.keys, (len(store), args.keys)
+            print(json.dumps({**common, "step": f"restore {args.models} models (latest + load)",
+                              "seconds": round(seconds, 3), "of_which_latest_s": round(read, 3),
+                              "records_per_s": round(args.records / seconds),
+                              "models_per_s": round(args.keys / seconds),
+                              "vs_bare_read": round(bare / seconds, 3)}))
 
         with ChangelogReader(bootstrap, batch_size=args.batch_size) as reader:
             started = time.perf_counter()

@@ -89,6 +89,39 @@ class BankPrediction:
         ]
 
 
+@dataclass
+class StateBatch:
+    """The states of several rows of one bank, stacked: what :meth:`Bank.export_batches` gives.
+
+    Every state of a batch has ``shared``'s algorithm, version, params, features and extra;
+    ``labels[i]``, ``n_updates[i]`` and ``arrays[name][i]`` are row ``rows[i]``'s own (so the
+    rows of one batch have arrays of one shape).  State *i* equals ``bank.export(rows[i])``.
+    """
+
+    shared: ModelState
+    rows: np.ndarray
+    labels: list[list[Label]]
+    arrays: dict[str, np.ndarray]
+    n_updates: np.ndarray
+
+    @classmethod
+    def of(cls, row: int, state: ModelState) -> StateBatch:
+        """A batch of one, from its state."""
+        return cls(state, np.array([row], np.intp), [list(state.labels)],
+                   {name: a[None] for name, a in state.arrays.items()},
+                   np.array([state.n_updates], np.int64))
+
+    def state(self, i: int) -> ModelState:
+        """State *i* on its own."""
+        return ModelState(
+            algorithm=self.shared.algorithm, version=self.shared.version,
+            params=dict(self.shared.params), features=list(self.shared.features),
+            labels=list(self.labels[i]),
+            arrays={name: a[i] for name, a in self.arrays.items()},
+            n_updates=int(self.n_updates[i]), extra=dict(self.shared.extra),
+        )
+
+
 class Bank:
     """Many models of one algorithm and one parameter set, each a row.
 
@@ -135,6 +168,28 @@ class Bank:
         """Add a model (a fresh one from the template if None); return its row."""
         raise NotImplementedError
 
+    def add_state(self, state: ModelState) -> int:
+        """Add the model ``state`` describes; return its row.  A fast bank puts the state's
+        arrays in the row with no model built; the state must be what a model of the bank's
+        algorithm and params exports (the caller has checked it)."""
+        return self.add(type(self.template).import_state(state))
+
+    def add_states(self, shared: ModelState, arrays: Mapping[str, np.ndarray],
+                   n_updates: np.ndarray) -> np.ndarray:
+        """Add many models whose states are ``shared`` but for their arrays (stacked, one row
+        per model) and update counts; return their rows.  The same rows as :meth:`add_state`
+        one model at a time (here: exactly that)."""
+        rows = [
+            self.add_state(ModelState(
+                algorithm=shared.algorithm, version=shared.version, params=dict(shared.params),
+                features=list(shared.features), labels=list(shared.labels),
+                arrays={name: a[i] for name, a in arrays.items()}, n_updates=int(n),
+                extra=dict(shared.extra),
+            ))
+            for i, n in enumerate(n_updates.tolist())
+        ]
+        return np.array(rows, dtype=np.intp)
+
     def remove(self, row: int) -> None:
         raise NotImplementedError
 
@@ -145,6 +200,12 @@ class Bank:
     def export(self, row: int) -> ModelState:
         """The state of the model in ``row`` (banks may build it without a model object)."""
         return self.get(row).export_state()
+
+    def export_batches(self, rows: np.ndarray) -> list[StateBatch]:
+        """The states of ``rows``, as few stacked batches as the bank can make (here: one per
+        row).  A commit exports every model that learned this way, so a fast bank stacks its
+        rows' arrays instead of building one state per row."""
+        return [StateBatch.of(row, self.export(row)) for row in rows.tolist()]
 
     def n_updates(self, rows: np.ndarray) -> np.ndarray:
         raise NotImplementedError

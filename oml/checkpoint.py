@@ -21,10 +21,9 @@ from oml.codecs.decoder import EventDecoder
 from oml.config import TopicsConfig
 from oml.kafka import clients
 from oml.kafka.restore import OFFSET_HEADER, ChangelogReader, RestoreError
-from oml.learner import StateError
 from oml.observability import ServiceMetrics
 from oml.state.cache import CacheRecordError, FeatureCache, decode_cached, features_row
-from oml.state.models import ModelStore
+from oml.state.models import LoadError, ModelStore
 
 log = structlog.get_logger()
 
@@ -221,14 +220,23 @@ class Checkpoint:
             self.metrics.add_restored(p, n)
 
         models = reader.latest(t.models, p, before=limit, progress=progress)
+        records = []
         for key, (value, offset) in models.items():
             try:
-                self.models.load(p, key.decode(), value)
-            except (StateError, UnicodeDecodeError) as exc:
+                records.append((key.decode(), value))
+            except UnicodeDecodeError as exc:
                 raise RestoreError(
                     f"model state for key {key!r} in {t.models} partition {p} at offset "
                     f"{offset} cannot be decoded: {exc}"
                 ) from exc
+        try:
+            self.models.load_many(p, records)
+        except LoadError as exc:
+            key, (_, offset) = list(models.items())[exc.index]
+            raise RestoreError(
+                f"model state for key {key!r} in {t.models} partition {p} at offset "
+                f"{offset} cannot be decoded: {exc.cause}"
+            ) from exc.cause
         bank = self.models.bank
         restored = []
         for key, (value, offset) in reader.latest(t.cache, p, before=limit,

@@ -21,7 +21,7 @@ _FAILURES = {
 def failing(self, topic, partition, *args, **kwargs):
     raise restore.RestoreError(f"reading {topic!r} partition {partition}: broken for the test")
     yield
-restore.ChangelogReader.batches = failing
+restore.ChangelogReader._messages = failing  # what batches and latest read through
 """,
     "decode": """
 def latest(self, topic, partition, **kwargs):

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from oml.bank import Bank, all_distinct
+from oml.bank import Bank, StateBatch, all_distinct
 from oml.learner import InvalidInput, Label, ModelState
 from oml_algorithms._linear import LinearModel
 
@@ -87,7 +87,8 @@ class Arrays:
             new[block + (slice(0, old_cols),) * n_col] = old
             self.data[name] = new
 
-    def reset(self, slot: int) -> None:
+    def reset(self, slot: int | np.ndarray) -> None:
+        """Slot(s) back to "never seen"."""
         for name, arr in self.data.items():
             arr[slot] = self.blank(name, 1)[0]
 
@@ -168,6 +169,19 @@ class LinearBank(Bank):
         self._updates[row] = 0
         return row
 
+    def _new_rows(self, n: int) -> np.ndarray:
+        """``n`` rows as :meth:`_new_row` gives them one by one, reset at once."""
+        reused = [self._free.pop() for _ in range(min(n, len(self._free)))]
+        start, fresh = self._used, n - len(reused)
+        if start + fresh > self.rows.slots:
+            self._grow_rows(max(16, 2 * self.rows.slots, start + fresh))
+        self._used += fresh
+        rows = np.array(reused + list(range(start, start + fresh)), dtype=np.intp)
+        self.rows.reset(rows)
+        self._live[rows] = True
+        self._updates[rows] = 0
+        return rows
+
     def _grow_rows(self, cap: int) -> None:
         self.rows.resize(slots=cap)
         self._updates = extend(self._updates, cap, 0)
@@ -235,6 +249,38 @@ class LinearBank(Bank):
             raise ValueError(f"model params {state.params} differ from the bank's {self.params}")
         return self._add_state(state)
 
+    def add_state(self, state: ModelState) -> int:
+        if state.params != self.params:
+            raise ValueError(f"state params {state.params} differ from the bank's {self.params}")
+        return self._add_state(state)
+
+    def add_states(self, shared: ModelState, arrays: Any, n_updates: np.ndarray) -> np.ndarray:
+        """Many models at once: one column lookup, then a scatter per array into the new rows
+        (the same rows as :meth:`add_state` gives one at a time)."""
+        if shared.params != self.params:
+            raise ValueError(f"state params {shared.params} differ from the bank's {self.params}")
+        if not self._stacks(shared.labels):
+            return super().add_states(shared, arrays, n_updates)
+        cols = self.columns(shared.features)
+        cols = np.concatenate([np.arange(self.n_bias), self.n_bias + cols]).astype(np.intp)
+        rows = self._new_rows(len(n_updates))
+        for name, a in arrays.items():
+            a = self._fit(name, a[:, 0])
+            n_col = self.rows.kinds[name][0]
+            # rows along the first axis, the columns along each column axis (np.ix_ for 1 or 2)
+            index = np.ix_(rows, *([cols] * n_col)) if n_col else (rows,)
+            self.rows.data[name][index] = a
+        self._updates[rows] = n_updates
+        self._loaded(rows, shared)
+        return rows
+
+    def _stacks(self, labels: list[Label]) -> bool:
+        """Whether states with these labels are held in :attr:`rows` (here: always)."""
+        return True
+
+    def _loaded(self, rows: np.ndarray, shared: ModelState) -> None:
+        """After :meth:`add_states` wrote the arrays of ``rows``: the bank's own bookkeeping."""
+
     def _add_state(self, state: ModelState) -> int:
         cols = self.columns(state.features)
         cols = np.concatenate([np.arange(self.n_bias), self.n_bias + cols]).astype(np.intp)
@@ -275,6 +321,33 @@ class LinearBank(Bank):
     def _row_state(self, row: int, width: int) -> tuple[list[Label], dict[str, np.ndarray]]:
         arrays = {n: np.array(self.rows.get(n, (row,), width))[None] for n in self.state_names}
         return [], arrays
+
+    def export_batches(self, rows: np.ndarray) -> list[StateBatch]:
+        """The rows' states, those held in :attr:`rows` as one stacked batch (a gather per
+        array, no state object per row), any others (multiclass rows) one by one."""
+        rows = np.asarray(rows, dtype=np.intp).reshape(-1)
+        if len(rows) and not (rows.min() >= 0 and rows.max() < self._used
+                              and self._live[rows].all()):
+            raise KeyError("a row to export holds no model")
+        stacked, labels, others = self._stackable(rows)
+        out = [StateBatch.of(row, self.export(row)) for row in others.tolist()]
+        if len(stacked):
+            width = self.width
+            shared = ModelState(
+                algorithm=self.model_class.algorithm, version=self.model_class.state_version,
+                params=dict(self.params), features=list(self.features), labels=[], arrays={},
+            )
+            arrays = {}
+            for name in self.state_names:
+                block = (slice(None),) + (slice(0, width),) * self.rows.kinds[name][0]
+                arrays[name] = self.rows.data[name][stacked][block][:, None]
+            out.append(StateBatch(shared, stacked, labels, arrays, self._updates[stacked].copy()))
+        return out
+
+    def _stackable(self, rows: np.ndarray) -> tuple[np.ndarray, list[list[Label]], np.ndarray]:
+        """The rows whose state lies in :attr:`rows` (here: all) with their labels, and the
+        others."""
+        return rows, [[] for _ in range(len(rows))], rows[:0]
 
 
 def extend(a: np.ndarray, cap: int, fill: Any) -> np.ndarray:

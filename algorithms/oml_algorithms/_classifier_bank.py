@@ -72,6 +72,12 @@ class ClassifierBank(LinearBank):
         self._neg[row] = self._pos[row] = self._slot[row] = -1
         return row
 
+    def _new_rows(self, n: int) -> np.ndarray:
+        rows = super()._new_rows(n)
+        self._nlab[rows] = 0
+        self._neg[rows] = self._pos[rows] = self._slot[rows] = -1
+        return rows
+
     def remove(self, row: int) -> None:
         super().remove(row)
         if self._slot[row] >= 0:
@@ -322,6 +328,32 @@ class ClassifierBank(LinearBank):
                 self.multi.put(name, (slot, g), cols, a[k])
         self._known[slot, ids] = True
         self._slot[row] = slot
+
+    def _stacks(self, labels: list[Label]) -> bool:
+        return len(labels) <= 2
+
+    def _loaded(self, rows: np.ndarray, shared: ModelState) -> None:
+        for label in shared.labels:
+            if label_key(label) not in self._gid:
+                self._insert_class(label)
+        ids = [self._gid[label_key(c)] for c in shared.labels]
+        self._nlab[rows] = len(ids)
+        self._neg[rows] = ids[0] if ids else -1
+        self._pos[rows] = ids[1] if len(ids) == 2 else -1
+
+    def _stackable(self, rows: np.ndarray) -> tuple[np.ndarray, list[list[Label]], np.ndarray]:
+        """Binary rows (up to two classes, held in :attr:`rows`) stack; multiclass rows not."""
+        binary = self._slot[rows] < 0
+        stacked = rows[binary]
+        classes = self.classes
+        labels = [
+            [classes[g] for g in pair[:n]]
+            for pair, n in zip(
+                zip(self._neg[stacked].tolist(), self._pos[stacked].tolist(), strict=True),
+                self._nlab[stacked].tolist(), strict=True,
+            )
+        ]
+        return stacked, labels, rows[~binary]
 
     def _row_state(self, row: int, width: int) -> tuple[list[Label], dict[str, np.ndarray]]:
         slot = self._slot[row]

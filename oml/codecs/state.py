@@ -24,10 +24,12 @@ import dataclasses
 import functools
 import io
 import json
+import math
 import struct
 import zlib
+from collections.abc import Sequence
 from importlib.resources import files
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import fastavro
 import numpy as np
@@ -35,6 +37,9 @@ from fastavro.validation import ValidationError, validate
 
 from oml.codecs.avro import string, zigzag
 from oml.learner import Learner, ModelState, StateError, plain_param
+
+if TYPE_CHECKING:
+    from oml.bank import StateBatch
 
 MAGIC = b"OMLS"
 SERVICE_EXTRA_PREFIX = "oml."
@@ -256,6 +261,264 @@ def _fast_body(state: ModelState, params: dict[str, Any], extra: dict[str, Any])
         return None
 
 
+_LABELS: dict[tuple, bytes] = {}
+
+
+def _labels(labels: list[Any]) -> bytes:
+    """The label-set block, kept by value and type (a bank's rows share a handful)."""
+    key = tuple((type(y), y) for y in labels)
+    out = _LABELS.get(key)
+    if out is None:
+        out = _blocks([_label(y) for y in labels])
+        if len(_LABELS) >= 4096:
+            _LABELS.clear()
+        _LABELS[key] = out
+    return out
+
+
+def encode_states(batch: StateBatch, extras: dict[str, np.ndarray]) -> list[bytes]:
+    """``encode_state(batch.state(i), {**shared extra, name: extras[name][i], ...})`` for every
+    state of ``batch``, byte for byte, with the work per state cut to slicing and a few integers:
+    the head is written once, each array is laid out once for the whole batch and sliced, and
+    ``extras`` (int64 arrays written as longs, float64 as doubles) are packed per column.  A
+    value the hand-written writer does not know sends every state through :func:`encode_state`.
+    """
+    n = len(batch.rows)
+    shared = batch.shared
+    params = {k: plain_param(v) for k, v in shared.params.items()}
+    try:
+        if type(shared.algorithm) is not str or type(shared.version) is not int:
+            raise _Unknown
+        if not _INT_MIN <= shared.version <= _INT_MAX:
+            raise _Unknown
+        head = _head(shared, params)
+        arrays = []
+        for name, a in batch.arrays.items():
+            kind = a.dtype.kind
+            if kind not in _DTYPE_INDEX or type(name) is not str:
+                raise _Unknown
+            data = np.ascontiguousarray(a, dtype=_DTYPES[_KINDS[kind]]).tobytes()
+            size = len(data) // n if n else 0
+            prefix = b"".join((_name(name), _DTYPE_INDEX[kind],
+                               _blocks([zigzag(m) for m in a.shape[1:]]), zigzag(size)))
+            arrays.append((prefix, data, size))
+        arrays_head = zigzag(len(arrays)) if arrays else b"\x00"  # (an empty block is one 0)
+        if any(type(k) is not str or k in extras for k in shared.extra):
+            raise _Unknown  # (a shared key that a column replaces keeps its place: let
+            # encode_state order it)
+        shared_items = [_name(k) + _scalar(v) for k, v in shared.extra.items()]
+        columns: list[tuple[bytes, bytes | None, list[int] | None]] = []
+        for k, column in extras.items():
+            if column.dtype.kind == "f":
+                packed = np.ascontiguousarray(column, dtype="<f8").tobytes()
+                columns.append((_name(k) + b"\x06", packed, None))
+            elif column.dtype.kind in "iu":
+                columns.append((_name(k) + b"\x04", None, column.tolist()))
+            else:
+                raise _Unknown
+        count = len(shared_items) + len(columns)
+        extra_head = (zigzag(count) if count else b"") + b"".join(shared_items)
+        updates = batch.n_updates.tolist()
+        out = []
+        for i in range(n):
+            parts = [head, _labels(batch.labels[i]), arrays_head]
+            for prefix, data, size in arrays:
+                parts.append(prefix)
+                parts.append(data[i * size:(i + 1) * size])
+            if arrays:
+                parts.append(b"\x00")
+            parts.append(zigzag(updates[i]))
+            parts.append(extra_head)
+            for tag, doubles, ints in columns:
+                parts.append(tag)
+                parts.append(zigzag(ints[i]) if ints is not None else
+                             doubles[i * 8:i * 8 + 8] if doubles is not None else b"")
+            parts.append(b"\x00")
+            payload = b"".join(parts)
+            out.append(_HEADER.pack(MAGIC, ENVELOPE_VERSION, zlib.crc32(payload)) + payload)
+        return out
+    except (_Unknown, AttributeError, TypeError):
+        return [
+            encode_state(state, {**state.extra, **{k: c[i].item() for k, c in extras.items()}})
+            for i, state in enumerate(map(batch.state, range(n)))
+        ]
+
+
+@dataclasses.dataclass
+class StateGroup:
+    """Decoded states that share one layout: ``shared`` holds what they share (algorithm,
+    version, params, features, labels, the extras' names in order and the values of those
+    that are not numbers), ``arrays`` and ``extras`` (the numbers) are stacked, one row per
+    state of ``indices`` (positions in the values given to :func:`decode_states`).  State *i*
+    is what ``decode_state`` gives for value ``indices[i]``."""
+
+    indices: np.ndarray
+    shared: ModelState
+    arrays: dict[str, np.ndarray]
+    n_updates: np.ndarray
+    extras: dict[str, np.ndarray]
+
+    def state(self, i: int) -> ModelState:
+        extras = self.extras
+        return dataclasses.replace(
+            self.shared, params=dict(self.shared.params), features=list(self.shared.features),
+            labels=list(self.shared.labels), arrays={k: a[i] for k, a in self.arrays.items()},
+            n_updates=int(self.n_updates[i]),
+            extra={k: extras[k][i].item() if k in extras else v
+                   for k, v in self.shared.extra.items()},
+        )
+
+
+# A field of a state's bytes that varies between states of one layout: (start, size, kind,
+# target); kind "varint" (a long), "data" (an array's bytes, target (name, dtype, shape)) or
+# "double" (an extra); target "n_updates" or ("extra", name) for the others.
+_Field = tuple[int, int, str, Any]
+
+_GROUP_MIN = 8  # fewer states of one length are decoded one at a time
+_GROUP_TRIES = 8  # layouts tried per length (each try reads the length's states once)
+
+
+def _fields(state: ModelState) -> tuple[bytes, list[_Field]] | None:
+    """The bytes the writer gives ``state`` and the places in them that vary between states
+    of its layout (the CRC's four bytes aside); None if the writer does not know a value."""
+    params = {k: plain_param(v) for k, v in state.params.items()}
+    try:
+        if type(state.algorithm) is not str or type(state.version) is not int:
+            raise _Unknown
+        parts = [_head(state, params), _labels(list(state.labels))]
+        fields: list[_Field] = []
+        at = _HEADER.size + len(parts[0]) + len(parts[1])
+
+        def add(piece: bytes, kind: str | None = None, target: Any = None) -> None:
+            nonlocal at
+            if kind is not None:
+                fields.append((at, len(piece), kind, target))
+            parts.append(piece)
+            at += len(piece)
+
+        add(zigzag(len(state.arrays)) if state.arrays else b"\x00")
+        for name, a in state.arrays.items():
+            kind = a.dtype.kind
+            if kind not in _DTYPE_INDEX or type(name) is not str:
+                raise _Unknown
+            dtype = _DTYPES[_KINDS[kind]]
+            data = np.ascontiguousarray(a, dtype=dtype).tobytes()
+            add(b"".join((_name(name), _DTYPE_INDEX[kind], _blocks([zigzag(m) for m in a.shape]),
+                          zigzag(len(data)))))
+            add(data, "data", (name, dtype, a.shape))
+        if state.arrays:
+            add(b"\x00")
+        add(zigzag(int(state.n_updates)), "varint", "n_updates")
+        add(zigzag(len(state.extra)) if state.extra else b"")
+        for k, v in state.extra.items():
+            if type(k) is not str:
+                raise _Unknown
+            value = _scalar(v)
+            add(_name(k) + value[:1])
+            if type(v) is int:
+                add(value[1:], "varint", ("extra", k))
+            elif type(v) is float:
+                add(value[1:], "double", ("extra", k))
+            else:
+                add(value[1:])
+        add(b"\x00")
+    except (_Unknown, AttributeError, TypeError):
+        return None
+    return b"".join(parts), fields
+
+
+def decode_states(values: Sequence[bytes]) -> tuple[list[StateGroup], list[int]]:
+    """Many states at once: the groups decoded together, and the positions of the values left
+    to :func:`decode_state` one at a time (which raises for a bad one).
+
+    Values of one length whose first is a state the writer reproduces byte for byte form a
+    group when every other agrees with it on every byte outside its numbers (the envelope, the
+    head, the labels, the shapes, the extras' names and types) and its numbers' varints end
+    where the first one's do; their CRCs are checked one by one, their numbers read as columns.
+    What any check refuses goes one at a time, so the result is ``decode_state``'s, faster.
+    """
+    n = len(values)
+    lengths = np.fromiter(map(len, values), np.int64, n)
+    groups: list[StateGroup] = []
+    single: list[int] = []
+    order = np.argsort(lengths, kind="stable")
+    bounds = np.flatnonzero(np.diff(lengths[order])) + 1
+    for idx in np.split(order, bounds) if n else []:
+        tries = 0  # of one length, the states of a few layouts (labels [True] or [False], ...)
+        while len(idx) >= _GROUP_MIN and tries < _GROUP_TRIES:
+            tries += 1
+            group, rest = _decode_group(values, idx)
+            if group is None:  # the first does not lead a group: it goes alone
+                single.append(int(idx[0]))
+                idx = idx[1:]
+            else:
+                groups.append(group)
+                idx = np.array(rest, np.intp)
+        single.extend(idx.tolist())
+    single.sort()
+    return groups, single
+
+
+def _decode_group(values: Sequence[bytes], idx: np.ndarray) -> tuple[StateGroup | None, list[int]]:
+    """The states of ``idx`` that share the first one's layout, and the positions of the
+    others; None (and all of them) if the first one cannot lead a group."""
+    first = int(idx[0])
+    try:
+        template = decode_state(values[first])
+    except StateError:
+        return None, idx.tolist()
+    laid = _fields(template)
+    if laid is None or laid[0] != values[first][_HEADER.size:]:
+        return None, idx.tolist()
+    fields = laid[1]
+    length = len(values[first])
+    positions = idx.tolist()
+    M = np.frombuffer(b"".join(values[i] for i in positions), np.uint8).reshape(-1, length)
+    constant = np.ones(length, bool)
+    constant[5:9] = False  # the CRC
+    for start, size, _, _ in fields:
+        constant[start:start + size] = False
+    ok = (M[:, constant] == M[0, constant]).all(axis=1)
+    arrays: dict[str, np.ndarray] = {}
+    extras: dict[str, np.ndarray] = {}
+    n_updates = np.zeros(len(M), np.int64)
+    for start, size, kind, target in fields:
+        block = M[:, start:start + size]
+        if kind == "data":
+            name, dtype, shape = target
+            arrays[name] = np.ascontiguousarray(block).view(dtype).reshape(
+                (len(M), *shape)).astype(dtype.newbyteorder("="))
+        elif kind == "double":
+            extras[target[1]] = np.ascontiguousarray(block).view("<f8")[:, 0].astype(np.float64)
+        else:  # a varint: every state's must end where the first one's does
+            if size > 9:  # past 63 bits: one at a time
+                return None, positions
+            ok &= (block[:, :-1] >= 0x80).all(axis=1) & (block[:, -1] < 0x80)
+            raw = np.zeros(len(M), np.uint64)
+            for j in range(size):
+                raw |= (block[:, j] & 0x7F).astype(np.uint64) << np.uint64(7 * j)
+            number = (raw >> np.uint64(1)).astype(np.int64) ^ -(raw & np.uint64(1)).astype(np.int64)
+            if target == "n_updates":
+                n_updates = number
+            else:
+                extras[target[1]] = number
+    crc = np.ascontiguousarray(M[:, 5:9]).view(">u4")[:, 0]  # big-endian, as the header packs
+    body = _HEADER.size
+    ok &= np.fromiter((zlib.crc32(memoryview(values[i])[body:]) for i in positions), np.uint32,
+                      len(positions)) == crc
+    if not ok.any():
+        return None, positions
+    keep = np.flatnonzero(ok)
+    group = StateGroup(
+        indices=idx[keep],
+        shared=dataclasses.replace(template, arrays={}, n_updates=0),
+        arrays={name: a[keep] for name, a in arrays.items()},
+        n_updates=n_updates[keep],
+        extras={name: a[keep] for name, a in extras.items()},
+    )
+    return group, idx[~ok].tolist()
+
+
 def decode_state(data: bytes) -> ModelState:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise StateError(f"model state must be bytes, got {type(data).__name__}")
@@ -308,7 +571,7 @@ def _array_record(name: str, a: np.ndarray) -> dict[str, Any]:
 def _array(record: dict[str, Any]) -> np.ndarray:
     dtype = _DTYPES[record["dtype"]]
     shape = tuple(record["shape"])
-    if any(n < 0 for n in shape) or int(np.prod(shape)) * dtype.itemsize != len(record["data"]):
+    if any(n < 0 for n in shape) or math.prod(shape) * dtype.itemsize != len(record["data"]):
         raise StateError(
             f"array {record['name']!r}: shape {shape} does not match {len(record['data'])} bytes"
         )

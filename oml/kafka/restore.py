@@ -152,6 +152,17 @@ class ChangelogReader:
         An empty partition yields nothing.  Raises :class:`RestoreError` on a Kafka error that
         retrying will not fix, or after ``idle_timeout`` seconds without progress.
         """
+        for messages in self._messages(topic, partition, start_offset):
+            if headers:
+                yield [(m.key(), m.value(), m.offset(), m.headers() or [])  # type: ignore[misc]
+                       for m in messages]
+            else:
+                yield [(m.key(), m.value(), m.offset()) for m in messages]  # type: ignore[misc]
+
+    def _messages(self, topic: str, partition: int, start_offset: int = OFFSET_BEGINNING,
+                  ) -> Iterator[list[Any]]:
+        """The partition's records as lists of messages without error, until its end (what
+        :meth:`batches` documents)."""
         self._check_partition(topic, partition)
         consumer = self._consumer
         consumer.assign([TopicPartition(topic, partition, start_offset)])
@@ -163,15 +174,11 @@ class ChangelogReader:
             while True:
                 messages = consumer.consume(self.batch_size, _POLL_TIMEOUT)
                 done = False
-                records: list[Record] = []
+                records: list[Any] = []
                 for m in messages:
                     error = m.error()
                     if error is None:
-                        # a record always has an offset; the stubs allow None for events
-                        record: Any = (m.key(), m.value(), m.offset())
-                        if headers:
-                            record = (*record, m.headers() or [])
-                        records.append(record)  # type: ignore[arg-type]
+                        records.append(m)
                     elif error.code() == eof:
                         done = True
                     elif error.fatal() or error.code() in _TERMINAL:
@@ -183,7 +190,7 @@ class ChangelogReader:
                                     error=describe_error(error))
                 if records:
                     count += len(records)
-                    last_offset = records[-1][2]
+                    last_offset = records[-1].offset()
                     progress = time.monotonic()
                     yield records
                 if done:
@@ -217,16 +224,39 @@ class ChangelogReader:
         """The last value per key of a changelog partition (a null deletes), as ``key ->
         (value, changelog offset)``, among records that follow from input before ``before``
         (records without the :data:`OFFSET_HEADER` header always count).  ``progress`` is
-        told how many records each batch held."""
-        latest: dict[bytes, tuple[bytes | None, int]] = {}
-        for records in self.batches(topic, partition, headers=True):
-            for key, value, offset, headers in records:  # type: ignore[misc]
-                source = offset_header(headers)
-                if source is not None and source >= before:
-                    continue
-                latest[key] = (value, offset)
+        told how many records each batch held.
+
+        One pass keeps each key's last record and parses the headers of those alone; only if
+        one of them follows from input at or past ``before`` (after a crash) is the partition
+        read again with every record's header checked, since the record before it may count.
+        """
+        last: dict[bytes, tuple[bytes | None, int, Any]] = {}
+        for messages in self._messages(topic, partition):  # one loop per record: restore's
+            for m in messages:                             # cost, so nothing else in it
+                last[m.key()] = (m.value(), m.offset(), m.headers())  # type: ignore[index]
             if progress is not None:
-                progress(len(records))
+                progress(len(messages))
+        out: dict[bytes, tuple[bytes, int]] = {}
+        for key, (value, offset, headers) in last.items():
+            if headers and (source := offset_header(headers)) is not None and source >= before:
+                # uncommitted work is some key's last record: the record before it may count,
+                # so read again, filtering each record (after a crash only)
+                return self._latest_filtered(topic, partition, before)
+            if value is not None:
+                out[key] = (value, offset)
+        return out
+
+    def _latest_filtered(self, topic: str, partition: int, before: int,
+                         ) -> dict[bytes, tuple[bytes, int]]:
+        """:meth:`latest`, each record's header checked as it is read."""
+        latest: dict[bytes, tuple[bytes | None, int]] = {}
+        for messages in self._messages(topic, partition):
+            for m in messages:
+                headers = m.headers()
+                if headers and (source := offset_header(headers)) is not None \
+                        and source >= before:
+                    continue
+                latest[m.key()] = (m.value(), m.offset())
         return {k: (v, o) for k, (v, o) in latest.items() if v is not None}
 
 

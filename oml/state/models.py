@@ -8,6 +8,7 @@ a key learned from a hundred times between two commits is written once.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from itertools import repeat
 from operator import is_
@@ -15,8 +16,16 @@ from operator import is_
 import numpy as np
 
 from oml.bank import bank_for
-from oml.codecs.state import decode_state, encode_state, model_from_state
-from oml.learner import Learner
+from oml.codecs.state import (
+    SERVICE_EXTRA_PREFIX,
+    StateGroup,
+    decode_state,
+    decode_states,
+    encode_state,
+    encode_states,
+    model_from_state,
+)
+from oml.learner import Learner, ModelState, StateError
 
 # names of the bookkeeping fields inside ModelState.extra
 LEARNED_OFFSET = "oml.learned_offset"
@@ -44,6 +53,7 @@ class ModelStore:
         self.correct = np.zeros(64, dtype=np.int64)
         self.abs_err = np.zeros(64)
         self.sq_err = np.zeros(64)
+        self._layouts: set[tuple] = set()  # state layouts a learner round trip vouched for
 
     _ARRAYS = (("partition", -1), ("dirty", False), ("changed", False),
                ("learned_offset", -1), ("scored", 0), ("correct", 0), ("abs_err", 0.0),
@@ -52,8 +62,9 @@ class ModelStore:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def _new_row(self, partition: int, key: str, model: Learner | None) -> int:
-        row = self.bank.add(model)
+    def _new_row(self, partition: int, key: str, model: Learner | None,
+                 state: ModelState | None = None) -> int:
+        row = self.bank.add(model) if state is None else self.bank.add_state(state)
         if row >= len(self.scored):
             size = max(2 * len(self.scored), row + 1)
             for name, fill in self._ARRAYS:
@@ -66,6 +77,10 @@ class ModelStore:
         self.row_key[row] = key
         self.rows[key] = row
         return row
+
+    def _new_state_row(self, partition: int, key: str, state: ModelState) -> int:
+        """:meth:`_new_row` from a checked state, with no learner built."""
+        return self._new_row(partition, key, None, state)
 
     def rows_for_partitions(self, partitions: Sequence[int], keys: Sequence[str]) -> np.ndarray:
         """The row of each key's model, creating a fresh model, placed in the key's input
@@ -101,16 +116,26 @@ class ModelStore:
 
     def take_changes(self) -> list[tuple[int, str, bytes, int]]:
         """(partition, key, state bytes, learned offset) of each key learned since the last
-        call: one record per key however often it learned."""
+        call: one record per key however often it learned, in row order.  The states are
+        exported and encoded a stacked batch at a time (:meth:`oml.bank.Bank.export_batches`,
+        :func:`oml.codecs.state.encode_states`): the same bytes as :meth:`export`, key by key.
+        """
         rows = np.flatnonzero(self.dirty)
         self.dirty[rows] = False
-        out = []
-        for row in rows.tolist():
-            key = self.row_key[row]
-            if key is not None:
-                out.append((int(self.partition[row]), key, self.export(key),
-                            int(self.learned_offset[row])))
-        return out
+        row_key = self.row_key
+        rows = rows[np.fromiter((row_key[r] is not None for r in rows.tolist()), bool, len(rows))]
+        values: list[bytes] = [b""] * len(rows)
+        for batch in self.bank.export_batches(rows):
+            r = batch.rows
+            encoded = encode_states(batch, {
+                LEARNED_OFFSET: self.learned_offset[r], SCORED: self.scored[r],
+                CORRECT: self.correct[r], ABS_ERR: self.abs_err[r], SQ_ERR: self.sq_err[r],
+            })
+            for i, value in zip(np.searchsorted(rows, r).tolist(), encoded, strict=True):
+                values[i] = value
+        rows_list = rows.tolist()
+        return list(zip(self.partition[rows].tolist(), [row_key[r] for r in rows_list], values,
+                        self.learned_offset[rows].tolist(), strict=True))
 
     def take_changed(self) -> np.ndarray:
         """Rows learned since the last call (for the metrics topic)."""
@@ -119,17 +144,126 @@ class ModelStore:
         return rows
 
     def load(self, partition: int, key: str, data: bytes) -> None:
-        """Put a key's model from its changelog bytes (raises StateError if they are bad)."""
+        """Put a key's model from its changelog bytes (raises StateError if they are bad).
+
+        The first state of each layout (algorithm, version, params, features, labels, array
+        shapes) goes through the learner (``import_state``, every check it makes); a later
+        state of a layout that came back unchanged from that round trip goes straight into a
+        bank row, with only what differs between such states checked (its arrays are finite
+        float64, its update count a non-negative int).  Restore loads thousands of states of a
+        handful of layouts, and building a learner per state cost about three quarters of it.
+        """
         state = decode_state(data)
-        model = model_from_state(state, self.registry)
-        self.delete(key)
-        row = self._new_row(partition, key, model)
         extra = state.extra
+        learner_state = state
+        if extra:
+            learner_state = dataclasses.replace(state, extra={
+                k: v for k, v in extra.items() if not k.startswith(SERVICE_EXTRA_PREFIX)})
+        layout = _layout(learner_state)
+        if layout is not None and layout in self._layouts and _fine(learner_state):
+            self.delete(key)
+            row = self._new_state_row(partition, key, learner_state)
+        else:
+            model = model_from_state(state, self.registry)
+            self.delete(key)
+            row = self._new_row(partition, key, model)
+            if layout is not None and len(self._layouts) < 1024 and (
+                    model.export_state() == learner_state):
+                self._layouts.add(layout)
         self.learned_offset[row] = _number(extra, LEARNED_OFFSET, -1)
         self.scored[row] = _number(extra, SCORED, 0)
         self.correct[row] = _number(extra, CORRECT, 0)
         self.abs_err[row] = _number(extra, ABS_ERR, 0.0)
         self.sq_err[row] = _number(extra, SQ_ERR, 0.0)
+
+    def load_many(self, partition: int, records: Sequence[tuple[str, bytes]]) -> None:
+        """:meth:`load` for many keys (distinct), as restore gives them: the states decoded a
+        layout at a time (:func:`oml.codecs.state.decode_states`) and put into bank rows a
+        group at a time (:meth:`oml.bank.Bank.add_states`), with the checks :meth:`load` makes.
+        What the grouped path does not take (a state alone of its kind, one it refuses) goes
+        through :meth:`load`.  Raises :class:`LoadError` naming the record that failed."""
+        values = [value for _, value in records]
+        groups, single = decode_states(values)
+        for group in groups:
+            self._load_group(partition, records, group)
+        for i in single:
+            key, value = records[i]
+            try:
+                self.load(partition, key, value)
+            except (StateError, ValueError) as exc:
+                raise LoadError(i, exc) from exc
+
+    def _load_group(self, partition: int, records: Sequence[tuple[str, bytes]],
+                    group: StateGroup) -> None:
+        positions = group.indices.tolist()
+        learner = {k: v for k, v in group.shared.extra.items()
+                   if not k.startswith(SERVICE_EXTRA_PREFIX)}
+        if any(k in group.extras for k in learner):  # a learner's own numbers: one at a time
+            for i in positions:
+                try:
+                    self.load(partition, *records[i])
+                except (StateError, ValueError) as exc:
+                    raise LoadError(i, exc) from exc
+            return
+        first = dataclasses.replace(group.state(0), extra=learner)
+        layout = _layout(first)
+        if layout is None or layout not in self._layouts:
+            key, value = records[positions[0]]  # the learner vouches for the layout, or refuses
+            try:
+                self.load(partition, key, value)
+            except (StateError, ValueError) as exc:
+                raise LoadError(positions[0], exc) from exc
+            if layout not in self._layouts:  # it changed in the round trip: one at a time
+                for i in positions[1:]:
+                    try:
+                        self.load(partition, *records[i])
+                    except (StateError, ValueError) as exc:
+                        raise LoadError(i, exc) from exc
+                return
+            positions, group = positions[1:], _tail(group)
+        if not positions:
+            return
+        fine = group.n_updates >= 0
+        for a in group.arrays.values():
+            fine &= a.dtype == np.float64 and np.isfinite(a.reshape(len(a), -1)).all(axis=1)
+        if not fine.all():  # the first refused one: through load, which names it and raises
+            i = positions[int(np.flatnonzero(~fine)[0])]
+            try:
+                self.load(partition, *records[i])
+            except (StateError, ValueError) as exc:
+                raise LoadError(i, exc) from exc
+            raise AssertionError("a state refused in a group was taken alone")  # pragma: no cover
+        keys = [records[i][0] for i in positions]
+        for key in keys:
+            self.delete(key)
+        shared = dataclasses.replace(group.shared, extra=learner)
+        rows = self.bank.add_states(shared, group.arrays, group.n_updates)
+        self._place(partition, keys, rows)
+        extras = group.extras
+        for name, column, default in ((LEARNED_OFFSET, "learned_offset", -1),
+                                      (SCORED, "scored", 0), (CORRECT, "correct", 0),
+                                      (ABS_ERR, "abs_err", 0.0), (SQ_ERR, "sq_err", 0.0)):
+            value = extras.get(name)
+            if value is None:
+                fixed = group.shared.extra.get(name)
+                value = default if fixed is None else fixed
+            getattr(self, column)[rows] = value
+
+    def _place(self, partition: int, keys: list[str], rows: np.ndarray) -> None:
+        """Bookkeeping for new bank ``rows`` holding ``keys``' models (as :meth:`_new_row`)."""
+        top = int(rows.max()) + 1
+        if top > len(self.scored):
+            size = max(2 * len(self.scored), top)
+            for name, fill in self._ARRAYS:
+                setattr(self, name, _grow(getattr(self, name), size, fill))
+        for name, fill in self._ARRAYS:
+            getattr(self, name)[rows] = fill
+        self.partition[rows] = partition
+        if len(self.row_key) < top:
+            self.row_key.extend([None] * (top - len(self.row_key)))
+        for key, row in zip(keys, rows.tolist(), strict=True):
+            self.row_key[row] = key
+            self.rows[key] = row
 
     def delete(self, key: str) -> None:
         row = self.rows.pop(key, None)
@@ -144,6 +278,49 @@ class ModelStore:
             if key is not None:
                 self.delete(key)
             self.partition[row] = -1
+
+
+class LoadError(Exception):
+    """A record of :meth:`ModelStore.load_many` could not be loaded: ``index`` is its
+    position, the cause is chained."""
+
+    def __init__(self, index: int, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.index = index
+        self.cause = cause
+
+
+def _tail(group: StateGroup) -> StateGroup:
+    """The group without its first state."""
+    return StateGroup(group.indices[1:], group.shared,
+                      {k: a[1:] for k, a in group.arrays.items()}, group.n_updates[1:],
+                      {k: a[1:] for k, a in group.extras.items()})
+
+
+def _layout(state: ModelState) -> tuple | None:
+    """What a state shares with every state of its layout (None: not comparable so)."""
+    try:
+        key = (
+            state.algorithm, state.version,
+            tuple((k, type(v), v) for k, v in state.params.items()),
+            tuple((type(f), f) for f in state.features),
+            tuple((type(y), y) for y in state.labels),
+            tuple((n, a.shape) for n, a in state.arrays.items()),
+            tuple(state.extra),
+        )
+        hash(key)
+    except (TypeError, AttributeError):  # a list among the params, or a foreign value
+        return None
+    return key
+
+
+def _fine(state: ModelState) -> bool:
+    """What a state of a known layout must still be: finite float64 arrays and a
+    non-negative int update count (the learner's own checks of those)."""
+    n = state.n_updates
+    if type(n) is not int or n < 0:
+        return False
+    return all(a.dtype == np.float64 and np.isfinite(a).all() for a in state.arrays.values())
 
 
 def _number(extra: dict, name: str, default: float) -> float:
