@@ -276,6 +276,66 @@ def _labels(labels: list[Any]) -> bytes:
     return out
 
 
+class _Const(bytes):
+    """A segment of every state's bytes that is the same in all."""
+
+
+class _Varints:
+    """A column of longs, as zigzag varints: each value's bytes and length."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        v = np.asarray(values).astype(np.int64)
+        z = ((v << np.int64(1)) ^ (v >> np.int64(63))).view(np.uint64)
+        self.length = np.ones(len(v), np.int64)
+        self.bytes = np.empty((len(v), 10), np.uint8)
+        for j in range(10):
+            shift = np.uint64(7 * j)
+            self.bytes[:, j] = ((z >> shift) & np.uint64(0x7F)).astype(np.uint8)
+            if j:
+                self.length += z >= (np.uint64(1) << shift)
+        more = np.arange(10)[None, :] < (self.length[:, None] - 1)
+        self.bytes |= more.astype(np.uint8) << np.uint8(7)
+
+
+def _assemble(segments: list[Any], labels: list[bytes], n: int) -> list[bytes]:
+    """The n states' bytes (envelope included) from their body's segments (None: the labels,
+    one bytes per state): states whose labels and varint lengths agree are laid out together
+    as one byte matrix, then cut into rows, each checksummed."""
+    label_id: dict[bytes, int] = {}
+    key = np.fromiter((label_id.setdefault(b, len(label_id)) for b in labels), np.int64, n)
+    varints = [seg.length for seg in segments if isinstance(seg, _Varints)]
+    for length in varints:  # one number per kind: the label id, then each length (1..10)
+        key = key * 11 + length
+    kinds, group_of = np.unique(key, return_inverse=True)
+    label_bytes = {i: b for b, i in label_id.items()}
+    out: list[bytes] = [b""] * n
+    pack = _HEADER.pack
+    for g, kind in enumerate(kinds.tolist()):
+        rows = np.flatnonzero(group_of == g)
+        parts = []
+        for _ in varints:
+            kind, length = divmod(kind, 11)
+            parts.append(length)
+        lengths = iter(parts[::-1])
+        blocks = []
+        for seg in segments:
+            if seg is None:
+                seg = _Const(label_bytes[kind])
+            if isinstance(seg, _Const):
+                blocks.append(np.broadcast_to(np.frombuffer(seg, np.uint8), (len(rows), len(seg))))
+            elif isinstance(seg, _Varints):
+                blocks.append(seg.bytes[rows, :next(lengths)])
+            else:
+                blocks.append(seg[rows])
+        matrix = np.concatenate(blocks, axis=1)
+        width = matrix.shape[1]
+        data = matrix.tobytes()
+        for j, row in enumerate(rows.tolist()):
+            payload = data[j * width:(j + 1) * width]
+            out[row] = pack(MAGIC, ENVELOPE_VERSION, zlib.crc32(payload)) + payload
+    return out
+
+
 def encode_states(batch: StateBatch, extras: dict[str, np.ndarray]) -> list[bytes]:
     """``encode_state(batch.state(i), {**shared extra, name: extras[name][i], ...})`` for every
     state of ``batch``, byte for byte, with the work per state cut to slicing and a few integers:
@@ -307,36 +367,29 @@ def encode_states(batch: StateBatch, extras: dict[str, np.ndarray]) -> list[byte
             raise _Unknown  # (a shared key that a column replaces keeps its place: let
             # encode_state order it)
         shared_items = [_name(k) + _scalar(v) for k, v in shared.extra.items()]
-        columns: list[tuple[bytes, bytes | None, list[int] | None]] = []
+        count = len(shared_items) + len(extras)
+        extra_head = (zigzag(count) if count else b"") + b"".join(shared_items)
+        # the body as segments, each a constant or a column of n values' bytes
+        segments: list[Any] = [_Const(head), None, _Const(arrays_head)]  # None: the labels
+        for prefix, data, size in arrays:
+            segments.append(_Const(prefix))
+            segments.append(np.frombuffer(data, np.uint8).reshape(n, size))
+        if arrays:
+            segments.append(_Const(b"\x00"))
+        segments.append(_Varints(batch.n_updates))
+        segments.append(_Const(extra_head))
         for k, column in extras.items():
             if column.dtype.kind == "f":
-                packed = np.ascontiguousarray(column, dtype="<f8").tobytes()
-                columns.append((_name(k) + b"\x06", packed, None))
+                segments.append(_Const(_name(k) + b"\x06"))
+                segments.append(np.frombuffer(
+                    np.ascontiguousarray(column, dtype="<f8").tobytes(), np.uint8).reshape(n, 8))
             elif column.dtype.kind in "iu":
-                columns.append((_name(k) + b"\x04", None, column.tolist()))
+                segments.append(_Const(_name(k) + b"\x04"))
+                segments.append(_Varints(column))
             else:
                 raise _Unknown
-        count = len(shared_items) + len(columns)
-        extra_head = (zigzag(count) if count else b"") + b"".join(shared_items)
-        updates = batch.n_updates.tolist()
-        out = []
-        for i in range(n):
-            parts = [head, _labels(batch.labels[i]), arrays_head]
-            for prefix, data, size in arrays:
-                parts.append(prefix)
-                parts.append(data[i * size:(i + 1) * size])
-            if arrays:
-                parts.append(b"\x00")
-            parts.append(zigzag(updates[i]))
-            parts.append(extra_head)
-            for tag, doubles, ints in columns:
-                parts.append(tag)
-                parts.append(zigzag(ints[i]) if ints is not None else
-                             doubles[i * 8:i * 8 + 8] if doubles is not None else b"")
-            parts.append(b"\x00")
-            payload = b"".join(parts)
-            out.append(_HEADER.pack(MAGIC, ENVELOPE_VERSION, zlib.crc32(payload)) + payload)
-        return out
+        segments.append(_Const(b"\x00"))
+        return _assemble(segments, [_labels(y) for y in batch.labels], n)
     except (_Unknown, AttributeError, TypeError):
         return [
             encode_state(state, {**state.extra, **{k: c[i].item() for k, c in extras.items()}})
