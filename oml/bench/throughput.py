@@ -15,6 +15,9 @@ are not counted).  Then the service runs once more while events are produced at 
 the predictions: the latency that matters is from the event's time until that consumer sees
 its prediction (under exactly-once, when the transaction holding it commits).  The batch's
 processing time minus the event time is reported beside it.
+
+With ``--restore N`` the run also restores N keys' models from a changelog against a bare
+read of it, and measures the memory each restored key holds (:mod:`oml.bench.restore`).
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ class Result:
     visible_latency_ms_p99: float
     visible_latency_ms_max: float
     machine: str
+    restore: dict[str, Any] | None = None  # with --restore N: oml.bench.restore.RestoreResult
 
 
 def synthetic_events(n: int, n_keys: int, d: int, delay: int, seed: int = 0,
@@ -254,6 +258,7 @@ def run(
     commit_interval_ms: int | None = None,
     bootstrap_servers: str | None = None,
     out: Path = DEFAULT_OUT,
+    restore: int = 0,
 ) -> Result:
     from oml.kafka.broker import EmbeddedBroker
 
@@ -294,6 +299,14 @@ def run(
         lat_config = config(f"{source}-lat")
         lat = latency(lat_config, bootstrap_servers, latency_events, keys, features,
                       latency_rate, partitions)
+        restored = None
+        if restore:
+            from oml.bench import restore as restore_bench
+
+            restored = restore_bench.measure(
+                bootstrap_servers, keys=restore, algorithm=algorithm,
+                gc_threshold=lat_config.processing.gc_threshold,
+            ).as_dict()
     result = Result(
         events=events, keys=keys, features=features, partitions=partitions, guarantee=guarantee,
         algorithm=algorithm, repeat=repeat, passthrough_events_per_s=round(bare),
@@ -306,6 +319,7 @@ def run(
         visible_latency_ms_p99=lat.visible[1], visible_latency_ms_max=lat.visible[2],
         machine=f"{platform.machine()} {platform.python_implementation()} "
                 f"{platform.python_version()}",
+        restore=restored,
     )
     out.mkdir(parents=True, exist_ok=True)
     (out / "throughput.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
@@ -329,6 +343,9 @@ def add_arguments(p: Any) -> None:
                    help="processing.commit_interval_ms of every service run (default: its own)")
     p.add_argument("--bootstrap-servers", help="a cluster to use instead of the embedded broker")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default {DEFAULT_OUT}")
+    p.add_argument("--restore", type=int, default=0, metavar="N",
+                   help="also restore N keys' models from a changelog, against a bare read of "
+                        "it, and measure the memory per key (oml/bench/restore.py)")
 
 
 def main(parsed: Any) -> int:
@@ -348,7 +365,7 @@ def main(parsed: Any) -> int:
             partitions=args.partitions, guarantee=args.guarantee, algorithm=args.algorithm,
             latency_rate=args.latency_rate, latency_events=args.latency_events, repeat=args.repeat,
             commit_interval_ms=args.commit_interval_ms,
-            bootstrap_servers=args.bootstrap_servers, out=args.out)
+            bootstrap_servers=args.bootstrap_servers, out=args.out, restore=args.restore)
     print(f"{'pass-through (bare consume→produce)':<40} {r.passthrough_events_per_s:>10,.0f} ev/s"
           f"   runs: {r.passthrough_runs}")
     print(f"{'oml service (' + r.guarantee + ', ' + r.algorithm + ')':<40} "
@@ -361,5 +378,11 @@ def main(parsed: Any) -> int:
           f"p99 {r.processing_latency_ms_p99:>5.0f} ms, max {r.processing_latency_ms_max:.0f} ms")
     print(f"  {'... a read_committed consumer seeing it':<38} p50 {r.visible_latency_ms_p50:>5.0f} "
           f"ms, p99 {r.visible_latency_ms_p99:>5.0f} ms, max {r.visible_latency_ms_max:.0f} ms")
+    if r.restore is not None:
+        x = r.restore
+        print(f"restore of {x['keys']:,} {x['algorithm']} models ({x['records']:,} records): "
+              f"{x['restore_s']:.2f} s, bare read {x['bare_read_s']:.2f} s, ratio {x['ratio']:.2f}"
+              f"; {x['bytes_per_key']:,.0f} bytes per key ({x['array_bytes_per_key']:.0f} of them "
+              f"the model's arrays)")
     print(f"written to {args.out / 'throughput.json'}")
     return 0 if r.ratio >= r.target_ratio else 1
