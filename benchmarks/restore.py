@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from oml.bench.restore import model_states
 from oml.kafka.broker import EmbeddedBroker
 from oml.kafka.restore import OFFSET_HEADER, ChangelogReader
 
@@ -44,27 +45,6 @@ def _cluster() -> Iterator[str]:
         return
     with EmbeddedBroker() as broker:
         yield broker.bootstrap_servers
-
-
-def _model_states(algorithm: str, keys: int) -> list[bytes]:
-    """One trained model state per key, as a commit writes them."""
-    import numpy as np
-
-    from oml.plugins import default_registry
-    from oml.state.models import ModelStore
-
-    registry = default_registry()
-    store = ModelStore(registry.create(algorithm), registry)
-    names = [f"key-{i:09d}" for i in range(keys)]
-    rows = store.rows_for_partitions([0] * keys, names)
-    store.bank.columns(["f0", "f1", "f2", "f3"])
-    rng = np.random.default_rng(0)
-    for _ in range(2):
-        X = rng.normal(size=(keys, 4))
-        store.bank.learn(rows, X, (X.sum(axis=1) > 0).tolist())
-    store.mark_learned(rows)
-    store.learned_offset[rows] = np.arange(keys)
-    return [value for _, _, value, _ in store.take_changes()]
 
 
 def _fill(bootstrap: str, topic: str, records: int, keys: int, value_bytes: int,
@@ -101,7 +81,7 @@ def main() -> None:
     parser.add_argument("--models", metavar="ALGO",
                         help="fill with model states of ALGO and time their restore too")
     args = parser.parse_args()
-    states = None if args.models is None else _model_states(args.models, args.keys)
+    states = None if args.models is None else model_states(args.models, args.keys)
     if args.gc_threshold:  # restore runs inside the service's loop, under its threshold
         gc.set_threshold(args.gc_threshold, *gc.get_threshold()[1:])
 
