@@ -29,12 +29,11 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from oml.bench.restore import model_states
+from oml.bench.restore import fill, model_states
 from oml.kafka.broker import EmbeddedBroker
-from oml.kafka.restore import OFFSET_HEADER, ChangelogReader
+from oml.kafka.restore import ChangelogReader
 
 
 @contextlib.contextmanager
@@ -45,28 +44,6 @@ def _cluster() -> Iterator[str]:
         return
     with EmbeddedBroker() as broker:
         yield broker.bootstrap_servers
-
-
-def _fill(bootstrap: str, topic: str, records: int, keys: int, value_bytes: int,
-          states: list[bytes] | None = None) -> float:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
-                         "queue.buffering.max.messages": 1_000_000, "compression.type": "lz4"})
-    values = [os.urandom(value_bytes) for _ in range(1024)]  # incompressible, like model state
-    started = time.perf_counter()
-    for i in range(records):
-        value = values[i % 1024] if states is None else states[i % keys]
-        while True:
-            try:
-                producer.produce(topic, key=b"key-%09d" % (i % keys), value=value, partition=0,
-                                 headers=None if states is None else [(OFFSET_HEADER, b"%d" % i)])
-                break
-            except BufferError:
-                producer.poll(0.01)
-        if i % 50_000 == 0:
-            producer.poll(0)
-    left = producer.flush(120)
-    assert left == 0, f"{left} records not delivered"
-    return records / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -89,7 +66,10 @@ def main() -> None:
         admin = AdminClient({"bootstrap.servers": bootstrap})
         topic = f"bench-restore-{uuid.uuid4().hex[:8]}"
         admin.create_topics([NewTopic(topic, 1, -1)])[topic].result(30)
-        produce_rate = _fill(bootstrap, topic, args.records, args.keys, args.value_bytes, states)
+        # incompressible random values, like model state, or the states themselves
+        values = states or [os.urandom(args.value_bytes) for _ in range(1024)]
+        produce_rate = fill(bootstrap, topic, args.records, args.keys, values,
+                            offset_headers=states is not None)
         common = {"records": args.records, "keys": args.keys, "gc_threshold": args.gc_threshold,
                   "value_bytes": args.value_bytes if states is None else len(states[0]),
                   "broker": "embedded" if "OML_BOOTSTRAP_SERVERS" not in os.environ else bootstrap}

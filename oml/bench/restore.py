@@ -74,15 +74,21 @@ def _key(i: int) -> str:
     return f"key-{i:09d}"
 
 
-def _fill(bootstrap: str, topic: str, states: list[bytes], records: int) -> None:
+def fill(bootstrap: str, topic: str, records: int, keys: int, values: list[bytes], *,
+         offset_headers: bool = True) -> float:
+    """``records`` records into partition 0 of ``topic``: record *i* has key ``i % keys`` and
+    value ``values[i % len(values)]`` (and, with ``offset_headers``, the ``oml.offset`` header
+    ``i``, as a commit writes it).  Returns records per second produced."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
                          "queue.buffering.max.messages": 1_000_000, "compression.type": "lz4"})
-    keys = len(states)
+    started = time.perf_counter()
     for i in range(records):
+        headers: list[tuple[str, str | bytes | None]] | None = (
+            [(OFFSET_HEADER, b"%d" % i)] if offset_headers else None)
         while True:
             try:
-                producer.produce(topic, key=_key(i % keys).encode(), value=states[i % keys],
-                                 partition=0, headers=[(OFFSET_HEADER, b"%d" % i)])
+                producer.produce(topic, key=_key(i % keys).encode(),
+                                 value=values[i % len(values)], partition=0, headers=headers)
                 break
             except BufferError:
                 producer.poll(0.01)
@@ -91,6 +97,7 @@ def _fill(bootstrap: str, topic: str, states: list[bytes], records: int) -> None
     left = producer.flush(120)
     if left:
         raise RuntimeError(f"{left} changelog records not delivered")
+    return records / (time.perf_counter() - started)
 
 
 def _restore(reader: ChangelogReader, topic: str, algorithm: str) -> Any:
@@ -112,7 +119,7 @@ def measure(bootstrap: str, *, keys: int, algorithm: str = "pa", records_per_key
     admin.create_topics([NewTopic(topic, 1)])[topic].result(30)
     states = model_states(algorithm, keys)
     records = keys * records_per_key
-    _fill(bootstrap, topic, states, records)
+    fill(bootstrap, topic, records, keys, states)
 
     thresholds = gc.get_threshold()
     if gc_threshold:
