@@ -26,6 +26,7 @@ from oml.state.models import ModelStore
 
 
 def _trained(algorithm: str, keys: int, d: int) -> ModelStore:
+    # (its own, not oml.bench.restore's: older checkouts, measured through PYTHONPATH, lack it)
     registry = default_registry()
     store = ModelStore(registry.create(algorithm), registry)
     rows = store.rows_for_partitions([i % 4 for i in range(keys)], [f"k{i}" for i in range(keys)])

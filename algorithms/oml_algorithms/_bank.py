@@ -244,25 +244,28 @@ class LinearBank(Bank):
             raise TypeError(
                 f"this bank holds {self.model_class.__name__}, not {type(model).__name__}"
             )
-        state = model.export_state()
-        if state.params != self.params:
-            raise ValueError(f"model params {state.params} differ from the bank's {self.params}")
-        return self._add_state(state)
+        return self.add_state(model.export_state())
 
     def add_state(self, state: ModelState) -> int:
-        if state.params != self.params:
-            raise ValueError(f"state params {state.params} differ from the bank's {self.params}")
+        self._check_params(state.params)
         return self._add_state(state)
+
+    def _check_params(self, params: dict[str, Any]) -> None:
+        if params != self.params:
+            raise ValueError(f"model params {params} differ from the bank's {self.params}")
+
+    def _columns_of(self, features: list[Any]) -> np.ndarray:
+        """A state's columns in the bank, the bias columns first."""
+        cols = self.columns(features)
+        return np.concatenate([np.arange(self.n_bias), self.n_bias + cols]).astype(np.intp)
 
     def add_states(self, shared: ModelState, arrays: Any, n_updates: np.ndarray) -> np.ndarray:
         """Many models at once: one column lookup, then a scatter per array into the new rows
         (the same rows as :meth:`add_state` gives one at a time)."""
-        if shared.params != self.params:
-            raise ValueError(f"state params {shared.params} differ from the bank's {self.params}")
+        self._check_params(shared.params)
         if not self._stacks(shared.labels):
             return super().add_states(shared, arrays, n_updates)
-        cols = self.columns(shared.features)
-        cols = np.concatenate([np.arange(self.n_bias), self.n_bias + cols]).astype(np.intp)
+        cols = self._columns_of(shared.features)
         rows = self._new_rows(len(n_updates))
         for name, a in arrays.items():
             a = self._fit(name, a[:, 0])
@@ -282,8 +285,7 @@ class LinearBank(Bank):
         """After :meth:`add_states` wrote the arrays of ``rows``: the bank's own bookkeeping."""
 
     def _add_state(self, state: ModelState) -> int:
-        cols = self.columns(state.features)
-        cols = np.concatenate([np.arange(self.n_bias), self.n_bias + cols]).astype(np.intp)
+        cols = self._columns_of(state.features)
         arrays = {name: self._fit(name, a) for name, a in state.arrays.items()}
         row = self._new_row()
         self._load(row, state, arrays, cols)

@@ -33,6 +33,9 @@ SCORED = "oml.scored"
 CORRECT = "oml.correct"
 ABS_ERR = "oml.abs_err"
 SQ_ERR = "oml.sq_err"
+# each as (extra name, ModelStore array, value when a state has none)
+_BOOKKEEPING = ((LEARNED_OFFSET, "learned_offset", -1), (SCORED, "scored", 0),
+                (CORRECT, "correct", 0), (ABS_ERR, "abs_err", 0.0), (SQ_ERR, "sq_err", 0.0))
 
 
 class ModelStore:
@@ -78,10 +81,6 @@ class ModelStore:
         self.rows[key] = row
         return row
 
-    def _new_state_row(self, partition: int, key: str, state: ModelState) -> int:
-        """:meth:`_new_row` from a checked state, with no learner built."""
-        return self._new_row(partition, key, None, state)
-
     def rows_for_partitions(self, partitions: Sequence[int], keys: Sequence[str]) -> np.ndarray:
         """The row of each key's model, creating a fresh model, placed in the key's input
         partition, for each key never seen."""
@@ -104,14 +103,8 @@ class ModelStore:
     def export(self, key: str) -> bytes:
         row = self.rows[key]
         state = self.bank.export(row)
-        extra = {
-            **state.extra,
-            LEARNED_OFFSET: int(self.learned_offset[row]),
-            SCORED: int(self.scored[row]),
-            CORRECT: int(self.correct[row]),
-            ABS_ERR: float(self.abs_err[row]),
-            SQ_ERR: float(self.sq_err[row]),
-        }
+        extra = {**state.extra, **{name: getattr(self, column)[row].item()
+                                   for name, column, _ in _BOOKKEEPING}}
         return encode_state(state, extra)
 
     def take_changes(self) -> list[tuple[int, str, bytes, int]]:
@@ -127,10 +120,8 @@ class ModelStore:
         values: list[bytes] = [b""] * len(rows)
         for batch in self.bank.export_batches(rows):
             r = batch.rows
-            encoded = encode_states(batch, {
-                LEARNED_OFFSET: self.learned_offset[r], SCORED: self.scored[r],
-                CORRECT: self.correct[r], ABS_ERR: self.abs_err[r], SQ_ERR: self.sq_err[r],
-            })
+            encoded = encode_states(batch, {name: getattr(self, column)[r]
+                                            for name, column, _ in _BOOKKEEPING})
             for i, value in zip(np.searchsorted(rows, r).tolist(), encoded, strict=True):
                 values[i] = value
         rows_list = rows.tolist()
@@ -162,7 +153,7 @@ class ModelStore:
         layout = _layout(learner_state)
         if layout is not None and layout in self._layouts and _fine(learner_state):
             self.delete(key)
-            row = self._new_state_row(partition, key, learner_state)
+            row = self._new_row(partition, key, None, learner_state)  # no learner built
         else:
             model = model_from_state(state, self.registry)
             self.delete(key)
@@ -170,11 +161,8 @@ class ModelStore:
             if layout is not None and len(self._layouts) < 1024 and (
                     model.export_state() == learner_state):
                 self._layouts.add(layout)
-        self.learned_offset[row] = _number(extra, LEARNED_OFFSET, -1)
-        self.scored[row] = _number(extra, SCORED, 0)
-        self.correct[row] = _number(extra, CORRECT, 0)
-        self.abs_err[row] = _number(extra, ABS_ERR, 0.0)
-        self.sq_err[row] = _number(extra, SQ_ERR, 0.0)
+        for name, column, default in _BOOKKEEPING:
+            getattr(self, column)[row] = _number(extra, name, default)
 
     def load_many(self, partition: int, records: Sequence[tuple[str, bytes]]) -> None:
         """:meth:`load` for many keys (distinct), as restore gives them: the states decoded a
@@ -187,11 +175,14 @@ class ModelStore:
         for group in groups:
             self._load_group(partition, records, group)
         for i in single:
-            key, value = records[i]
-            try:
-                self.load(partition, key, value)
-            except (StateError, ValueError) as exc:
-                raise LoadError(i, exc) from exc
+            self._load_one(partition, records, i)
+
+    def _load_one(self, partition: int, records: Sequence[tuple[str, bytes]], i: int) -> None:
+        """:meth:`load` of record ``i``, its failure a :class:`LoadError` naming it."""
+        try:
+            self.load(partition, *records[i])
+        except (StateError, ValueError) as exc:
+            raise LoadError(i, exc) from exc
 
     def _load_group(self, partition: int, records: Sequence[tuple[str, bytes]],
                     group: StateGroup) -> None:
@@ -200,25 +191,16 @@ class ModelStore:
                    if not k.startswith(SERVICE_EXTRA_PREFIX)}
         if any(k in group.extras for k in learner):  # a learner's own numbers: one at a time
             for i in positions:
-                try:
-                    self.load(partition, *records[i])
-                except (StateError, ValueError) as exc:
-                    raise LoadError(i, exc) from exc
+                self._load_one(partition, records, i)
             return
         first = dataclasses.replace(group.state(0), extra=learner)
         layout = _layout(first)
         if layout is None or layout not in self._layouts:
-            key, value = records[positions[0]]  # the learner vouches for the layout, or refuses
-            try:
-                self.load(partition, key, value)
-            except (StateError, ValueError) as exc:
-                raise LoadError(positions[0], exc) from exc
+            # the learner vouches for the layout, or refuses
+            self._load_one(partition, records, positions[0])
             if layout not in self._layouts:  # it changed in the round trip: one at a time
                 for i in positions[1:]:
-                    try:
-                        self.load(partition, *records[i])
-                    except (StateError, ValueError) as exc:
-                        raise LoadError(i, exc) from exc
+                    self._load_one(partition, records, i)
                 return
             positions, group = positions[1:], _tail(group)
         if not positions:
@@ -228,10 +210,7 @@ class ModelStore:
             fine &= a.dtype == np.float64 and np.isfinite(a.reshape(len(a), -1)).all(axis=1)
         if not fine.all():  # the first refused one: through load, which names it and raises
             i = positions[int(np.flatnonzero(~fine)[0])]
-            try:
-                self.load(partition, *records[i])
-            except (StateError, ValueError) as exc:
-                raise LoadError(i, exc) from exc
+            self._load_one(partition, records, i)
             raise AssertionError("a state refused in a group was taken alone")  # pragma: no cover
         keys = [records[i][0] for i in positions]
         for key in keys:
@@ -240,14 +219,10 @@ class ModelStore:
         rows = self.bank.add_states(shared, group.arrays, group.n_updates)
         self._place(partition, keys, rows)
         extras = group.extras
-        for name, column, default in ((LEARNED_OFFSET, "learned_offset", -1),
-                                      (SCORED, "scored", 0), (CORRECT, "correct", 0),
-                                      (ABS_ERR, "abs_err", 0.0), (SQ_ERR, "sq_err", 0.0)):
+        for name, column, default in _BOOKKEEPING:
             value = extras.get(name)
-            if value is None:
-                fixed = group.shared.extra.get(name)
-                value = default if fixed is None else fixed
-            getattr(self, column)[rows] = value
+            getattr(self, column)[rows] = (
+                _number(group.shared.extra, name, default) if value is None else value)
 
     def _place(self, partition: int, keys: list[str], rows: np.ndarray) -> None:
         """Bookkeeping for new bank ``rows`` holding ``keys``' models (as :meth:`_new_row`)."""
